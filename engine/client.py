@@ -1,0 +1,169 @@
+"""The front door: ``"provider/model"`` strings routed to providers, sync and async.
+
+    engine = Engine()
+    reply = engine.complete("groq/llama-3.3-70b-versatile", "Hello!")
+    for delta in (stream := engine.stream("openai/gpt-4o-mini", "Tell me a story")):
+        print(delta, end="")
+    print(stream.response.cost_usd)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError
+from .registry import Registry, default_registry
+from .types import CompletionRequest, CompletionResponse
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ._sync import Portal
+    from .provider import LLMProvider, StreamResponse
+    from .settings import Settings
+
+Messages = str | list[dict[str, Any]]
+
+
+class SyncStream:
+    """A streamed call for sync code: iterate for text deltas, then read ``response``."""
+
+    def __init__(self, portal: Portal, stream: StreamResponse) -> None:
+        self._stream = stream
+        self._deltas = portal.iterate(stream)
+
+    def __iter__(self) -> Iterator[str]:
+        return self._deltas
+
+    def __next__(self) -> str:
+        return next(self._deltas)
+
+    @property
+    def response(self) -> CompletionResponse | None:
+        """The final response, once the stream has ended."""
+        return self._stream.response
+
+    def final(self) -> CompletionResponse:
+        """Read the rest of the stream and return the final response."""
+        for _ in self._deltas:
+            pass
+        assert self._stream.response is not None
+        return self._stream.response
+
+    def close(self) -> None:
+        self._deltas.close()
+
+    def __enter__(self) -> SyncStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class Engine:
+    """Calls any provider by ``"provider/model"``; holds one provider instance per provider."""
+
+    def __init__(self, settings: Settings | None = None, *, http_client: httpx.AsyncClient | None = None,
+                 registry: Registry | None = None) -> None:
+        self.registry = registry or default_registry(settings)
+        self.settings = settings or self.registry.settings
+        self._http_client = http_client
+        self._async: dict[str, LLMProvider] = {}
+        self._sync: dict[str, LLMProvider] = {}
+        self._portal: Portal | None = None
+
+    # -- routing -----------------------------------------------------------
+    def route(self, model: str | None) -> tuple[str, str | None]:
+        """Split ``"provider/model"``; a bare provider name means its default model."""
+        model = model or self.settings.default_model
+        if not model:
+            raise ConfigError("no model given: pass 'provider/model' or set GENAI_DEFAULT_MODEL")
+        provider, _, name = model.partition("/")
+        if provider not in self.registry.found:
+            raise ConfigError(
+                f"{model!r} does not start with a known provider name; use 'provider/model' with one of: "
+                + ", ".join(self.registry.names())
+            )
+        return provider, name or None
+
+    def provider(self, name: str) -> LLMProvider:
+        """The engine's async provider instance for a name."""
+        if name not in self._async:
+            self._async[name] = self.registry.create(name, settings=self.settings, http_client=self._http_client)
+        return self._async[name]
+
+    def _request(self, model: str | None, messages: Messages, *, stream: bool, **options: Any) -> tuple[
+            str, CompletionRequest]:
+        provider, model_id = self.route(model)
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        known = {k: options.pop(k) for k in ("temperature", "max_tokens", "output_schema") if k in options}
+        extra = options.pop("extra", None) or {}
+        request = CompletionRequest(messages=messages, model=model_id, stream=stream,
+                                    extra={**extra, **options}, **known)
+        return provider, request
+
+    # -- async -------------------------------------------------------------
+    async def acomplete(self, model: str | None = None, messages: Messages = "", **options: Any) -> CompletionResponse:
+        """One call. Options: temperature, max_tokens, output_schema, extra, or provider body fields."""
+        provider, request = self._request(model, messages, stream=False, **options)
+        return await self.provider(provider).complete(request)
+
+    def astream(self, model: str | None = None, messages: Messages = "", **options: Any) -> StreamResponse:
+        """A streamed call: ``async for delta in engine.astream(...)``, then ``.response``."""
+        provider, request = self._request(model, messages, stream=True, **options)
+        return self.provider(provider).stream_complete(request)
+
+    async def aclose(self) -> None:
+        for provider in self._async.values():
+            await provider.close()
+        self._async.clear()
+
+    async def __aenter__(self) -> Engine:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- sync --------------------------------------------------------------
+    @property
+    def portal(self) -> Portal:
+        if self._portal is None:
+            from ._sync import Portal
+
+            self._portal = Portal()
+        return self._portal
+
+    def _sync_provider(self, name: str) -> LLMProvider:
+        if name not in self._sync:
+            self._sync[name] = self.registry.create(name, settings=self.settings)
+        return self._sync[name]
+
+    def complete(self, model: str | None = None, messages: Messages = "", **options: Any) -> CompletionResponse:
+        """One call, for sync code (scripts, notebooks)."""
+        provider, request = self._request(model, messages, stream=False, **options)
+        return self.portal.call(self._sync_provider(provider).complete(request))
+
+    def stream(self, model: str | None = None, messages: Messages = "", **options: Any) -> SyncStream:
+        """A streamed call for sync code: ``for delta in engine.stream(...)``, then ``.response``."""
+        provider, request = self._request(model, messages, stream=True, **options)
+        return SyncStream(self.portal, self._sync_provider(provider).stream_complete(request))
+
+    def close(self) -> None:
+        if self._sync:
+            async def close_all() -> None:
+                for provider in self._sync.values():
+                    await provider.close()
+
+            self.portal.call(close_all())
+            self._sync.clear()
+        if self._portal is not None:
+            self._portal.stop()
+            self._portal = None
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

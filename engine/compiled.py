@@ -1,0 +1,156 @@
+"""A provider spec with its templates and JSONPath expressions compiled, once.
+
+Compiling is where a bad template or JSONPath is found: the error names the
+file, the key path and the line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ProviderFileError
+from .jsonpath import Extractor, JSONPathError
+from .loader import ProviderSource, locate, value_line
+from .spec import PathSpec, ProviderSpec, StreamRule
+from .templates import TemplateSyntaxError, compile_template
+
+Render = Callable[[Mapping[str, Any]], str]
+
+USAGE_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
+RULE_FIELDS = ("delta", "model", "finish_reason", *USAGE_FIELDS, "error_message", "error_type")
+
+
+@dataclass(slots=True)
+class CompiledRule:
+    """A stream rule with its paths compiled; ``fields`` holds only the keys the rule sets."""
+
+    fields: tuple[tuple[str, Extractor], ...]
+    delta: Extractor | None
+    error: bool
+    end: bool
+    end_when: Extractor | None
+
+
+@dataclass(slots=True)
+class CompiledStream:
+    format: str
+    done: str | None
+    event_type: Extractor | None
+    chunk: CompiledRule | None
+    events: dict[str, CompiledRule]
+
+
+@dataclass(slots=True)
+class CompiledProvider:
+    """Everything a call needs from the provider file, ready to run."""
+
+    spec: ProviderSpec
+    file: str
+    chain: Sequence[ProviderSource] = field(repr=False)
+    base_url: Render | None = None
+    path: Render | None = None
+    stream_path: Render | None = None
+    query: dict[str, Render] = field(default_factory=dict)
+    stream_query: dict[str, Render] = field(default_factory=dict)
+    headers: dict[str, Render] = field(default_factory=dict)
+    auth_value: Render | None = None
+    body: Render | None = None
+    response: dict[str, Extractor] = field(default_factory=dict)
+    error_message: Extractor | None = None
+    error_type: Extractor | None = None
+    stream: CompiledStream | None = None
+    model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def options_for(self, model: str) -> dict[str, Any]:
+        """Template ``options``: the provider's, overridden by the model's own."""
+        return self.model_options.get(model, self.spec.options)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+class _Compiler:
+    def __init__(self, spec: ProviderSpec, chain: Sequence[ProviderSource]) -> None:
+        self.spec, self.chain = spec, chain
+
+    def fail(self, key_path: Sequence[str | int], message: str, template_line: int | None = None) -> ProviderFileError:
+        file, line = locate(self.chain, key_path)
+        if template_line is not None:
+            for source in self.chain:
+                if str(source.path) == file:
+                    start = value_line(source, key_path)
+                    if start is not None:
+                        line = start + template_line - 1
+        return ProviderFileError(message, file=file, key=".".join(map(str, key_path)), line=line)
+
+    def template(self, source: str, kind: str, key_path: Sequence[str | int]) -> Render:
+        try:
+            return compile_template(source, kind)
+        except TemplateSyntaxError as exc:
+            raise self.fail(key_path, f"template syntax error: {exc.message}", exc.lineno) from exc
+
+    def path(self, expressions: PathSpec, key_path: Sequence[str | int]) -> Extractor:
+        try:
+            return Extractor(expressions)
+        except JSONPathError as exc:
+            raise self.fail(key_path, str(exc)) from exc
+
+    def rule(self, rule: StreamRule, key_path: Sequence[str | int]) -> CompiledRule:
+        fields = tuple(
+            (name, self.path(getattr(rule, name), [*key_path, name]))
+            for name in RULE_FIELDS if getattr(rule, name) is not None
+        )
+        end_when = self.path(rule.end, [*key_path, "end"]) if isinstance(rule.end, str) else None
+        delta = next((e for n, e in fields if n == "delta"), None)
+        return CompiledRule(tuple(f for f in fields if f[0] != "delta"), delta, rule.error,
+                            rule.end is True, end_when)
+
+    def compile(self) -> CompiledProvider:
+        spec = self.spec
+        compiled = CompiledProvider(spec=spec, file=str(self.chain[0].path), chain=self.chain)
+        compiled.model_options = {m.id: {**spec.options, **m.options} for m in spec.models if m.options}
+        if spec.base_url is not None:
+            compiled.base_url = self.template(spec.base_url, "text", ["base_url"])
+        if spec.auth.type != "none":
+            compiled.auth_value = self.template(spec.auth.value, "text", ["auth", "value"])
+        request = spec.request
+        if request is not None:
+            compiled.path = self.template(request.path, "path", ["request", "path"])
+            if request.stream_path is not None:
+                compiled.stream_path = self.template(request.stream_path, "path", ["request", "stream_path"])
+            compiled.query = {k: self.template(v, "text", ["request", "query", k]) for k, v in request.query.items()}
+            compiled.stream_query = {k: self.template(v, "text", ["request", "stream_query", k])
+                                     for k, v in request.stream_query.items()}
+            compiled.headers = {k: self.template(v, "text", ["request", "headers", k])
+                                for k, v in request.headers.items()}
+            if request.body is not None:
+                compiled.body = self.template(request.body, "body", ["request", "body"])
+        if spec.response is not None:
+            compiled.response = {
+                name: self.path(value, ["response", name])
+                for name in ("content", "model", "finish_reason", *USAGE_FIELDS)
+                if (value := getattr(spec.response, name)) is not None
+            }
+        if spec.errors.message is not None:
+            compiled.error_message = self.path(spec.errors.message, ["errors", "message"])
+        if spec.errors.type is not None:
+            compiled.error_type = self.path(spec.errors.type, ["errors", "type"])
+        if spec.stream is not None:
+            stream = spec.stream
+            compiled.stream = CompiledStream(
+                format=stream.format,
+                done=stream.done,
+                event_type=self.path(stream.event_type, ["stream", "event_type"]) if stream.event_type else None,
+                chunk=self.rule(stream.chunk, ["stream", "chunk"]) if stream.chunk else None,
+                events={name: self.rule(rule, ["stream", "events", name]) for name, rule in stream.events.items()},
+            )
+        return compiled
+
+
+def compile_provider(spec: ProviderSpec, chain: Sequence[ProviderSource]) -> CompiledProvider:
+    """Compile every template and JSONPath of a validated spec."""
+    return _Compiler(spec, chain).compile()
+

@@ -1,0 +1,133 @@
+"""Extract: a provider's response or error body becomes unified fields. Pure, no I/O."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .compiled import USAGE_FIELDS, CompiledProvider
+from .errors import ErrorKind
+from .pricing import Usage
+from .spec import ResponseSpec
+
+_TAGS = re.compile(r"<(script|style)[^>]*>.*?</\1>|<[^>]+>", re.S | re.I)
+_SPACE = re.compile(r"\s+")
+
+STATUS_KINDS = {
+    400: ErrorKind.INVALID_REQUEST, 401: ErrorKind.AUTH, 402: ErrorKind.AUTH, 403: ErrorKind.AUTH,
+    404: ErrorKind.NOT_FOUND, 408: ErrorKind.TIMEOUT, 409: ErrorKind.SERVER, 413: ErrorKind.INVALID_REQUEST,
+    422: ErrorKind.INVALID_REQUEST, 429: ErrorKind.RATE_LIMIT,
+}
+
+
+def kind_for_status(status: int) -> ErrorKind:
+    """The error kind an HTTP status means when the body says nothing more precise."""
+    if status in STATUS_KINDS:
+        return STATUS_KINDS[status]
+    return ErrorKind.SERVER if status >= 500 else ErrorKind.INVALID_REQUEST
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def unify_usage(raw: dict[str, Any], flags: ResponseSpec | None) -> Usage:
+    """Token counts made comparable: input includes cached tokens, output includes reasoning."""
+    counts = {name: _int(raw.get(name)) for name in USAGE_FIELDS}
+    if flags is not None:
+        if not flags.input_includes_cached and counts["input_tokens"] is not None:
+            counts["input_tokens"] += (counts["cached_input_tokens"] or 0) + (counts["cache_write_tokens"] or 0)
+        if not flags.output_includes_reasoning and counts["output_tokens"] is not None:
+            counts["output_tokens"] += counts["reasoning_tokens"] or 0
+    return Usage(**counts)
+
+
+@dataclass(slots=True)
+class Extracted:
+    """What a successful response body says."""
+
+    content: str | None
+    content_found: bool
+    model: str | None
+    finish_reason: str | None
+    usage: Usage
+
+
+def extract_response(compiled: CompiledProvider, payload: Any) -> Extracted:
+    """Read content, model, finish reason and usage from a response body."""
+    paths = compiled.response
+    raw: dict[str, Any] = {}
+    for name in USAGE_FIELDS:
+        if name in paths:
+            raw[name] = paths[name].value(payload)
+    content_path = paths["content"]
+    content = content_path.text(payload)
+    model = paths["model"].value(payload) if "model" in paths else None
+    finish = paths["finish_reason"].value(payload) if "finish_reason" in paths else None
+    return Extracted(
+        content=content,
+        content_found=content is not None or content_path.found(payload),
+        model=model if isinstance(model, str) else None,
+        finish_reason=None if finish is None else str(finish),
+        usage=unify_usage(raw, compiled.spec.response),
+    )
+
+
+def scrub(text: str, secret: str | None) -> str:
+    """The text with the API key masked, in case a provider echoes it."""
+    if secret and len(secret) >= 4 and secret in text:
+        return text.replace(secret, "***")
+    return text
+
+
+def body_snippet(body: bytes, limit: int = 200) -> str:
+    """A short readable excerpt of a non-JSON body (an HTML error page becomes its text)."""
+    text = body.decode("utf-8", "replace")
+    if "<" in text and ">" in text:
+        text = _TAGS.sub(" ", text)
+    text = _SPACE.sub(" ", text).strip()
+    return text[:limit] + ("…" if len(text) > limit else "")
+
+
+def error_details(compiled: CompiledProvider, payload: Any) -> tuple[str | None, str | None]:
+    """The provider's own error message and type, when its error paths find them."""
+    message = compiled.error_message.text(payload) if compiled.error_message else None
+    kind = compiled.error_type.value(payload) if compiled.error_type else None
+    return message, None if kind is None else str(kind)
+
+
+def kind_for(compiled: CompiledProvider, error_type: str | None, status: int | None) -> ErrorKind:
+    """The unified kind: the provider file's mapping of its error types first, then the status."""
+    if error_type is not None and error_type in compiled.spec.errors.kinds:
+        return compiled.spec.errors.kinds[error_type]
+    return kind_for_status(status) if status is not None else ErrorKind.SERVER
+
+
+def http_error(compiled: CompiledProvider, status: int, body: bytes,
+               secret: str | None) -> tuple[str, ErrorKind, Any]:
+    """Message, kind and parsed body of an HTTP error response."""
+    payload: Any = None
+    message = error_type = None
+    try:
+        payload = json.loads(body) if body else None
+    except ValueError:
+        payload = None
+    if payload is not None:
+        message, error_type = error_details(compiled, payload)
+    if not message:
+        message = body_snippet(body) if body else "(empty body)"
+        if payload is None and body:
+            message = f"non-JSON error body: {message}"
+    text = scrub(f"HTTP {status}: {message}" + (f" ({error_type})" if error_type else ""), secret)
+    if payload is None and body:
+        payload = scrub(body.decode("utf-8", "replace"), secret)
+    return text, kind_for(compiled, error_type, status), payload

@@ -1,0 +1,136 @@
+"""JSONPath expressions, compiled once per provider.
+
+Plain paths (``$.choices[0].delta.content``, ``$['key']``) become a tuple of
+keys walked directly: they are most of what provider files use, and they run on
+every stream chunk. Anything richer (wildcards, filters, slices) goes to
+jsonpath-ng's extended parser, imported only then.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+_STEP = re.compile(r"""\.([A-Za-z_][\w-]*)|\[(-?\d+)\]|\[(?:'([^'\\]*)'|"([^"\\]*)")\]|(\[\*\]|\.\*)""")
+WILDCARD = object()
+
+
+class JSONPathError(ValueError):
+    """A JSONPath expression does not parse."""
+
+
+def _plain_steps(expression: str) -> tuple[Any, ...] | None:
+    if not expression.startswith("$"):
+        return None
+    steps: list[Any] = []
+    pos = 1
+    while pos < len(expression):
+        match = _STEP.match(expression, pos)
+        if not match:
+            return None
+        name, index, quoted1, quoted2, wildcard = match.groups()
+        if wildcard is not None:
+            steps.append(WILDCARD)
+        elif index is not None:
+            steps.append(int(index))
+        else:
+            steps.append(name if name is not None else (quoted1 if quoted1 is not None else quoted2))
+        pos = match.end()
+    return tuple(steps)
+
+
+def _walker(steps: tuple[Any, ...]) -> Callable[[Any], list[Any]]:
+    if WILDCARD in steps:
+        return _fan_out(steps)
+
+    def find(data: Any) -> list[Any]:
+        for step in steps:
+            if type(step) is int:
+                if not isinstance(data, list):
+                    return []
+                try:
+                    data = data[step]
+                except IndexError:
+                    return []
+            else:
+                if not isinstance(data, dict):
+                    return []
+                try:
+                    data = data[step]
+                except KeyError:
+                    return []
+        return [data]
+
+    return find
+
+
+def _fan_out(steps: tuple[Any, ...]) -> Callable[[Any], list[Any]]:
+    def find(data: Any) -> list[Any]:
+        current = [data]
+        for step in steps:
+            following: list[Any] = []
+            for item in current:
+                if step is WILDCARD:
+                    if isinstance(item, list):
+                        following.extend(item)
+                    elif isinstance(item, dict):
+                        following.extend(item.values())
+                elif type(step) is int:
+                    if isinstance(item, list) and -len(item) <= step < len(item):
+                        following.append(item[step])
+                elif isinstance(item, dict) and step in item:
+                    following.append(item[step])
+            current = following
+        return current
+
+    return find
+
+
+def compile_one(expression: str) -> Callable[[Any], list[Any]]:
+    """A function returning every value the expression matches in a document."""
+    steps = _plain_steps(expression.strip())
+    if steps is not None:
+        return _walker(steps)
+    from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
+    from jsonpath_ng.ext import parse
+
+    try:
+        parsed = parse(expression)
+    except (JsonPathLexerError, JsonPathParserError, Exception) as exc:
+        raise JSONPathError(f"invalid JSONPath {expression!r}: {exc}") from exc
+    return lambda data: [match.value for match in parsed.find(data)]
+
+
+class Extractor:
+    """One field's JSONPath alternatives: the first that finds a non-null value wins."""
+
+    __slots__ = ("_finders", "expressions")
+
+    def __init__(self, expressions: str | Sequence[str]) -> None:
+        self.expressions = [expressions] if isinstance(expressions, str) else list(expressions)
+        self._finders = [compile_one(e) for e in self.expressions]
+
+    def value(self, data: Any) -> Any:
+        """The first non-null match, or ``None``."""
+        for find in self._finders:
+            for value in find(data):
+                if value is not None:
+                    return value
+        return None
+
+    def text(self, data: Any) -> str | None:
+        """All matches of the first alternative that matches, joined as text; ``None`` if none.
+
+        Structured values (a forced tool's ``input``) become their JSON text.
+        """
+        for find in self._finders:
+            values = [v for v in find(data) if v is not None]
+            if values:
+                return "".join(v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for v in values)
+        return None
+
+    def found(self, data: Any) -> bool:
+        """Whether any alternative matches at all, even a null value."""
+        return any(find(data) for find in self._finders)

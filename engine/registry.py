@@ -1,0 +1,155 @@
+"""The registry: which providers exist, their validated specs, compiled forms and prices.
+
+Discovery reads the bundled ``providers.d/`` and then the user folders of
+``GENAI_PROVIDERS_PATH`` (later ones override earlier ones by name). Specs are
+validated and compiled on first use and cached.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import ProviderFileError, UnknownProviderError
+from .loader import ProviderSource, bundled_path, discover, locate, merged_data, resolve_chain
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .compiled import CompiledProvider
+    from .pricing import PriceTable
+    from .provider import LLMProvider
+    from .settings import Settings
+    from .spec import ProviderSpec
+
+
+def _settings(settings: Settings | None) -> Settings:
+    if settings is not None:
+        return settings
+    from .settings import Settings
+
+    return Settings()
+
+
+class Registry:
+    """Providers found in the bundled folder plus the settings' folders."""
+
+    def __init__(self, settings: Settings | None = None, *, folders: list[Path] | None = None) -> None:
+        self._settings = settings
+        self._folders = folders
+        self._found: dict[str, list[ProviderSource]] | None = None
+        self._specs: dict[str, ProviderSpec] = {}
+        self._compiled: dict[str, CompiledProvider] = {}
+        self._prices: PriceTable | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = _settings(None)
+        return self._settings
+
+    @property
+    def folders(self) -> list[Path]:
+        if self._folders is None:
+            self._folders = [bundled_path("providers.d"), *self.settings.providers_path]
+        return self._folders
+
+    @property
+    def found(self) -> dict[str, list[ProviderSource]]:
+        if self._found is None:
+            self._found = discover(self.folders)
+        return self._found
+
+    def names(self) -> list[str]:
+        """Every provider name, sorted."""
+        return sorted(self.found)
+
+    def chain(self, name: str) -> list[ProviderSource]:
+        if name not in self.found:
+            raise UnknownProviderError(
+                f"unknown provider {name!r}; known providers: {', '.join(self.names())}"
+                " (add a YAML file to a folder in GENAI_PROVIDERS_PATH to define it)"
+            )
+        return resolve_chain(name, self.found)
+
+    def spec(self, name: str) -> ProviderSpec:
+        """The validated spec of a provider (``extends`` applied)."""
+        if name not in self._specs:
+            from pydantic import ValidationError
+
+            from .spec import ProviderSpec
+
+            chain = self.chain(name)
+            try:
+                self._specs[name] = ProviderSpec.model_validate(merged_data(chain))
+            except ValidationError as exc:
+                raise _file_error(exc, chain) from None
+        return self._specs[name]
+
+    def compiled(self, name: str) -> CompiledProvider:
+        """The provider with templates and JSONPath compiled (once)."""
+        if name not in self._compiled:
+            from .compiled import compile_provider
+
+            self._compiled[name] = compile_provider(self.spec(name), self.chain(name))
+        return self._compiled[name]
+
+    @property
+    def prices(self) -> PriceTable:
+        if self._prices is None:
+            from .pricing import PriceTable
+
+            self._prices = PriceTable(self.settings.pricing_file)
+        return self._prices
+
+    def create(self, name: str, *, settings: Settings | None = None,
+               http_client: httpx.AsyncClient | None = None) -> LLMProvider:
+        """A new provider instance; it owns its connections unless ``http_client`` is given."""
+        compiled = self.compiled(name)
+        settings = settings or self.settings
+        if compiled.spec.backend is not None:
+            from .backend import BackendProvider
+
+            return BackendProvider(compiled, settings, self.prices)
+        from .provider import HTTPProvider
+
+        return HTTPProvider(compiled, settings, self.prices, http_client=http_client)
+
+
+def _file_error(exc: Any, chain: list[ProviderSource]) -> ProviderFileError:
+    error = exc.errors()[0]
+    loc = [part for part in error["loc"] if not (isinstance(part, str) and part.startswith("function-"))]
+    file, line = locate(chain, loc)
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        message = "unknown key (not part of the provider-file format)"
+    elif error["type"] == "missing":
+        message = "missing required key"
+    more = len(exc.errors()) - 1
+    if more:
+        message += f" (and {more} more error{'s' if more > 1 else ''})"
+    return ProviderFileError(message, file=file, key=".".join(map(str, loc)) or None, line=line)
+
+
+_DEFAULT: dict[tuple[Any, ...], Registry] = {}
+
+
+def default_registry(settings: Settings | None = None) -> Registry:
+    """A registry shared by every caller with the same provider folders and pricing file."""
+    settings = _settings(settings)
+    key = (tuple(settings.providers_path), settings.pricing_file)
+    if key not in _DEFAULT:
+        _DEFAULT[key] = Registry(settings)
+    return _DEFAULT[key]
+
+
+def list_providers(settings: Settings | None = None) -> list[str]:
+    """Names of every available provider."""
+    return default_registry(settings).names()
+
+
+def get_provider(name: str, settings: Settings | None = None, *,
+                 http_client: httpx.AsyncClient | None = None) -> LLMProvider:
+    """A ready provider; raises `MissingAPIKeyError` if it needs a key that is not set."""
+    settings = _settings(settings)
+    return default_registry(settings).create(name, settings=settings, http_client=http_client)

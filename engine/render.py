@@ -1,0 +1,160 @@
+"""Render: a unified request becomes the exact HTTP request a provider expects. Pure, no I/O.
+
+`prepare` resolves what does not change between calls (base URL, auth, static
+headers, config) once per provider instance; `render` does the per-call part.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from jinja2 import TemplateError
+
+from .compiled import CompiledProvider, Render
+from .errors import ConfigError, MissingAPIKeyError, TemplateRenderError
+from .spec import env_name
+from .types import CompletionRequest, HTTPRequest
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+_SCHEMA_NAME = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A compiled provider bound to settings: base URL, auth and config resolved."""
+
+    compiled: CompiledProvider
+    base_url: str
+    headers: dict[str, str]
+    auth_params: dict[str, str]
+    config: dict[str, str]
+    api_key: str | None
+    secret_headers: frozenset[str]
+    secret_params: frozenset[str]
+
+    def __repr__(self) -> str:
+        return f"Prepared(provider={self.compiled.name!r}, base_url={self.base_url!r})"
+
+
+def _render_text(compiled: CompiledProvider, render: Render, context: Mapping[str, Any], key: str) -> str:
+    try:
+        return render(context)
+    except (TemplateError, ValueError) as exc:
+        raise TemplateRenderError(f"{compiled.file}: {key}: {exc}") from exc
+
+
+def resolve_config(compiled: CompiledProvider, settings: Settings) -> dict[str, str]:
+    """The provider's config values from settings or env, defaults filled; required ones checked."""
+    spec = compiled.spec
+    given = settings.provider_config.get(spec.name, {})
+    config: dict[str, str] = {}
+    for key, var in spec.config.items():
+        names = [env_name(spec.name, key), *var.env]
+        value = given.get(key) or next((v for n in names if (v := settings.env(n))), None) or var.default
+        if value is None and var.required:
+            raise ConfigError(
+                f"provider {spec.name!r} needs config {key!r}"
+                + (f" ({var.description})" if var.description else "")
+                + f": set {' or '.join(names)}, or Settings(provider_config={{{spec.name!r}: {{{key!r}: ...}}}})"
+            )
+        if value is not None:
+            config[key] = value
+    return config
+
+
+def prepare(compiled: CompiledProvider, settings: Settings) -> Prepared:
+    """Resolve base URL, API key, auth and static headers once. A missing key raises here, before any call."""
+    spec = compiled.spec
+    config = resolve_config(compiled, settings)
+    api_key = settings.api_key(spec.name, spec.key_env) if spec.auth.type != "none" else None
+    if api_key is None and spec.auth.type != "none" and not spec.auth.optional:
+        raise MissingAPIKeyError(
+            f"no API key for provider {spec.name!r}: set {' or '.join(spec.key_env)}"
+            f" (or pass Settings(api_keys={{{spec.name!r}: ...}}))"
+        )
+    context = {"api_key": api_key or "", "config": config, "options": spec.options}
+    base_url = settings.base_urls.get(spec.name) or settings.env(env_name(spec.name, "BASE_URL"))
+    if not base_url and compiled.base_url is not None:
+        base_url = _render_text(compiled, compiled.base_url, context, "base_url")
+    headers = {k: _render_text(compiled, r, context, f"request.headers.{k}") for k, r in compiled.headers.items()}
+    headers.setdefault("content-type", "application/json")
+    auth_params: dict[str, str] = {}
+    secret_headers: frozenset[str] = frozenset()
+    secret_params: frozenset[str] = frozenset()
+    if api_key is not None and compiled.auth_value is not None:
+        value = _render_text(compiled, compiled.auth_value, context, "auth.value")
+        if spec.auth.type == "header":
+            headers[spec.auth.header] = value
+            secret_headers = frozenset({spec.auth.header.lower()})
+        else:
+            assert spec.auth.query_param is not None
+            auth_params[spec.auth.query_param] = value
+            secret_params = frozenset({spec.auth.query_param})
+    return Prepared(compiled, (base_url or "").rstrip("/"), headers, auth_params, config, api_key,
+                    secret_headers, secret_params)
+
+
+def resolve_model(compiled: CompiledProvider, model: str | None) -> str:
+    """The model id a call uses: the request's (aliases resolved) or the provider's default."""
+    spec = compiled.spec
+    model = model or spec.default_model
+    if not model:
+        raise ConfigError(f"no model given and provider {spec.name!r} has no default_model")
+    return spec.resolve_alias(model)
+
+
+def schema_name(schema: Mapping[str, Any] | None) -> str:
+    title = schema.get("title") if schema else None
+    name = _SCHEMA_NAME.sub("_", str(title))[:64] if title else ""
+    return name or "response"
+
+
+def render(prepared: Prepared, request: CompletionRequest, stream: bool | None = None) -> HTTPRequest:
+    """The HTTP request for one call."""
+    compiled = prepared.compiled
+    stream = request.stream if stream is None else stream
+    model = resolve_model(compiled, request.model)
+    context = {
+        "model": model,
+        "messages": request.messages,
+        "temperature": request.temperature,
+        "max_tokens": request.max_tokens,
+        "stream": stream,
+        "output_schema": request.output_schema,
+        "schema_name": schema_name(request.output_schema),
+        "extra": request.extra,
+        "request": request,
+        "options": compiled.options_for(model),
+        "config": prepared.config,
+    }
+    path_template = compiled.stream_path if stream and compiled.stream_path is not None else compiled.path
+    assert path_template is not None
+    path = _render_text(compiled, path_template, context, "request.path")
+    url = prepared.base_url + path
+    queries = {**compiled.query, **compiled.stream_query} if stream else compiled.query
+    params = {k: _render_text(compiled, r, context, f"request.query.{k}") for k, r in queries.items()}
+    params.update(prepared.auth_params)
+    if params:
+        url += ("&" if "?" in url else "?") + urlencode(params)
+    content = b""
+    if compiled.body is not None:
+        try:
+            text = compiled.body(context)
+        except (TemplateError, ValueError, TypeError) as exc:
+            raise TemplateRenderError(f"{compiled.file}: request.body: {exc}") from exc
+        try:
+            json.loads(text)
+        except ValueError as exc:
+            raise TemplateRenderError(
+                f"{compiled.file}: request.body rendered invalid JSON ({exc}): {text[:200]!r}"
+            ) from exc
+        content = text.encode()
+    return HTTPRequest(compiled.spec.request.method if compiled.spec.request else "POST", url,
+                       dict(prepared.headers), content, prepared.secret_headers, prepared.secret_params)

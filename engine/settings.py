@@ -1,0 +1,75 @@
+"""Engine settings: environment variables prefixed ``GENAI_``, a ``.env`` file, or code.
+
+Per-provider values use the provider's name: ``GENAI_<NAME>_API_KEY``,
+``GENAI_<NAME>_BASE_URL`` and ``GENAI_<NAME>_<CONFIG>`` (e.g.
+``GENAI_AZURE_OPENAI_RESOURCE``), next to the env variables a provider file
+names itself (``GROQ_API_KEY``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, PrivateAttr, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where providers and prices come from, and how calls behave."""
+
+    model_config = SettingsConfigDict(env_prefix="GENAI_", env_file=".env", extra="ignore")
+
+    providers_path: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Extra provider folders (os.pathsep-separated in GENAI_PROVIDERS_PATH); later ones win.",
+    )
+    pricing_file: Path | None = Field(default=None, description="A pricing file that overrides all others.")
+    default_model: str | None = Field(default=None, description="'provider/model' used when none is given.")
+    timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for the provider (read/write/pool).")
+    connect_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for a connection.")
+    max_retries: int = Field(default=2, ge=0, description="Retries on connection errors, 408, 409, 429, 5xx.")
+    retry_initial_delay: float = Field(default=0.5, ge=0, description="First backoff delay in seconds.")
+    retry_max_delay: float = Field(default=8.0, ge=0, description="Longest backoff delay in seconds.")
+    api_keys: dict[str, SecretStr] = Field(default_factory=dict, description="API keys by provider name.")
+    base_urls: dict[str, str] = Field(default_factory=dict, description="Base URL overrides by provider name.")
+    provider_config: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="Provider config values by provider name (see a file's 'config')."
+    )
+
+    _dotenv: dict[str, str] | None = PrivateAttr(default=None)
+
+    @field_validator("providers_path", mode="before")
+    @classmethod
+    def _split_paths(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [p for p in value.split(os.pathsep) if p]
+        return value
+
+    def env(self, name: str) -> str | None:
+        """An env variable, from the process environment or else the ``.env`` file."""
+        value = os.environ.get(name)
+        if value:
+            return value
+        if self._dotenv is None:
+            self._dotenv = _read_dotenv(self.model_config.get("env_file"))
+        return self._dotenv.get(name) or None
+
+    def api_key(self, provider: str, env_names: list[str]) -> str | None:
+        """The provider's API key from code, else the first of its env variables that is set."""
+        key = self.api_keys.get(provider)
+        if key is not None:
+            return key.get_secret_value()
+        for name in env_names:
+            if value := self.env(name):
+                return value
+        return None
+
+
+def _read_dotenv(env_file: Any) -> dict[str, str]:
+    if not env_file or not Path(env_file).is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    return {k: v for k, v in dotenv_values(env_file).items() if v is not None}

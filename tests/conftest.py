@@ -1,0 +1,130 @@
+"""Shared fixtures: settings with test keys, golden files, replayed responses, the local server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from engine import CompletionResponse, Settings, list_providers
+from engine.localserver import LocalServer
+from engine.registry import Registry
+
+TESTS = Path(__file__).parent
+GOLDEN = TESTS / "golden"
+FIXTURES = TESTS / "fixtures"
+TEST_KEY = "sk-test-SECRET-0123456789"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true", default=False,
+                     help="rewrite golden files from the current output (review the diff!)")
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Tests never see the developer's real keys or .env file."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("GENAI_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_settings(**overrides: Any) -> Settings:
+    """Settings with a fake key for every bundled provider and near-instant retries."""
+    keys = {name: TEST_KEY for name in list_providers(Settings())}
+    values: dict[str, Any] = {"api_keys": keys, "retry_initial_delay": 0.001, "retry_max_delay": 0.01,
+                              "timeout": 5.0}
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return test_settings()
+
+
+@pytest.fixture
+def registry(settings: Settings) -> Registry:
+    return Registry(settings)
+
+
+class Golden:
+    """Compare data with a checked-in JSON file; ``--update-golden`` rewrites it instead."""
+
+    def __init__(self, update: bool) -> None:
+        self.update = update
+
+    def check(self, path: Path, data: Any) -> None:
+        text = json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+        if self.update:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                path.write_text(text, encoding="utf-8")
+            return
+        if not path.exists():
+            pytest.fail(f"golden file {path.relative_to(TESTS)} is missing; run pytest --update-golden")
+        assert json.loads(path.read_text(encoding="utf-8")) == json.loads(text), (
+            f"{path.relative_to(TESTS)} differs; if the change is intended, run pytest --update-golden "
+            "and review the diff"
+        )
+
+
+@pytest.fixture
+def golden(request: pytest.FixtureRequest) -> Golden:
+    return Golden(request.config.getoption("--update-golden"))
+
+
+class _Pieces(httpx.AsyncByteStream):
+    def __init__(self, body: bytes, size: int) -> None:
+        self.body, self.size = body, size
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for start in range(0, len(self.body), self.size):
+            yield self.body[start:start + self.size]
+
+
+def replay_client(status: int, body: bytes, headers: dict[str, str] | None = None,
+                  piece: int = 5) -> tuple[httpx.AsyncClient, list[httpx.Request]]:
+    """A client whose every request gets this response, its body in ``piece``-byte chunks."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(status, headers=headers or {}, stream=_Pieces(body, piece))
+
+    return httpx.AsyncClient(transport=httpx.MockTransport(handler)), seen
+
+
+async def replay(registry: Registry, provider: str, request: Any, status: int, body: bytes, *,
+                 stream: bool = False, piece: int = 5) -> CompletionResponse:
+    """Run a real provider call against a recorded response body."""
+    client, _ = replay_client(status, body, piece=piece)
+    async with client:
+        instance = registry.create(provider, http_client=client)
+        if stream:
+            result = instance.stream_complete(request)
+            deltas = [d async for d in result]
+            assert result.response is not None
+            assert "".join(deltas) == result.response.content
+            return result.response
+        return await instance.complete(request)
+
+
+@pytest.fixture(scope="session")
+def local_server() -> Iterator[LocalServer]:
+    with LocalServer(chunk_size=7, max_seconds=600) as server:
+        yield server
+
+
+def server_settings(server: LocalServer, **overrides: Any) -> Settings:
+    """Settings pointing every bundled provider at the local server."""
+    paths = {"anthropic": "/v1", "ollama": ""}
+    base_urls = {name: server.base_url + paths.get(name, "/v1") for name in list_providers(Settings())}
+    return test_settings(base_urls=base_urls, **overrides)
