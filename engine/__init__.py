@@ -25,14 +25,51 @@ _EXPORTS = {
     "BackendLoadError": "errors", "ProviderError": "errors",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Backend",
+    "BackendChunk",
+    "BackendLoadError",
+    "BackendResult",
+    "CompletionRequest",
+    "CompletionResponse",
+    "ConfigError",
+    "Engine",
+    "EngineError",
+    "ErrorKind",
+    "HTTPProvider",
+    "HTTPRequest",
+    "LLMProvider",
+    "MissingAPIKeyError",
+    "PriceTable",
+    "ProviderError",
+    "ProviderFileError",
+    "Registry",
+    "Settings",
+    "StreamResponse",
+    "SyncStream",
+    "TemplateRenderError",
+    "UnknownProviderError",
+    "Usage",
+    "get_provider",
+    "list_providers",
+    "render_request",
+]
 
 if TYPE_CHECKING:
     from .api import render_request
     from .backend import Backend, BackendChunk, BackendResult
     from .client import Engine, SyncStream
-    from .errors import (BackendLoadError, ConfigError, EngineError, ErrorKind, MissingAPIKeyError,
-                         ProviderError, ProviderFileError, TemplateRenderError, UnknownProviderError)
+    from .errors import (
+        BackendLoadError,
+        ConfigError,
+        EngineError,
+        ErrorKind,
+        MissingAPIKeyError,
+        ProviderError,
+        ProviderFileError,
+        TemplateRenderError,
+        UnknownProviderError,
+    )
     from .pricing import PriceTable, Usage
     from .provider import HTTPProvider, LLMProvider, StreamResponse
     from .registry import Registry, get_provider, list_providers

@@ -77,7 +77,7 @@ class Backend(ABC):
         result = await self.complete(request, model)
         yield BackendChunk(result.content, result.model, result.finish_reason, result.usage, result.raw)
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients and connections."""
 
 

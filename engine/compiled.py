@@ -19,7 +19,7 @@ from .templates import TemplateSyntaxError, compile_template
 Render = Callable[[Mapping[str, Any]], str]
 
 USAGE_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
-RULE_FIELDS = ("delta", "model", "finish_reason", *USAGE_FIELDS, "error_message", "error_type")
+RULE_FIELDS = ("delta", "reasoning_delta", "model", "finish_reason", *USAGE_FIELDS, "error_message", "error_type")
 
 
 @dataclass(slots=True)
@@ -28,6 +28,7 @@ class CompiledRule:
 
     fields: tuple[tuple[str, Extractor], ...]
     delta: Extractor | None
+    reasoning_delta: Extractor | None
     error: bool
     end: bool
     end_when: Extractor | None
@@ -104,9 +105,9 @@ class _Compiler:
             for name in RULE_FIELDS if getattr(rule, name) is not None
         )
         end_when = self.path(rule.end, [*key_path, "end"]) if isinstance(rule.end, str) else None
-        delta = next((e for n, e in fields if n == "delta"), None)
-        return CompiledRule(tuple(f for f in fields if f[0] != "delta"), delta, rule.error,
-                            rule.end is True, end_when)
+        deltas = {n: e for n, e in fields if n in ("delta", "reasoning_delta")}
+        return CompiledRule(tuple(f for f in fields if f[0] not in deltas), deltas.get("delta"),
+                            deltas.get("reasoning_delta"), rule.error, rule.end is True, end_when)
 
     def compile(self) -> CompiledProvider:
         spec = self.spec
@@ -131,7 +132,7 @@ class _Compiler:
         if spec.response is not None:
             compiled.response = {
                 name: self.path(value, ["response", name])
-                for name in ("content", "model", "finish_reason", *USAGE_FIELDS)
+                for name in ("content", "reasoning", "model", "finish_reason", *USAGE_FIELDS)
                 if (value := getattr(spec.response, name)) is not None
             }
         if spec.errors.message is not None:

@@ -57,6 +57,7 @@ class Extracted:
 
     content: str | None
     content_found: bool
+    reasoning: str | None
     model: str | None
     finish_reason: str | None
     usage: Usage
@@ -76,6 +77,7 @@ def extract_response(compiled: CompiledProvider, payload: Any) -> Extracted:
     return Extracted(
         content=content,
         content_found=content is not None or content_path.found(payload),
+        reasoning=paths["reasoning"].text(payload) if "reasoning" in paths else None,
         model=model if isinstance(model, str) else None,
         finish_reason=None if finish is None else str(finish),
         usage=unify_usage(raw, compiled.spec.response),

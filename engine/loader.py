@@ -172,9 +172,8 @@ def line_of(source: ProviderSource, key_path: Sequence[str | int]) -> int | None
 
 def has_key(data: Any, key_path: Sequence[str | int]) -> bool:
     for key in key_path:
-        if isinstance(data, dict) and key in data:
-            data = data[key]
-        elif isinstance(data, list) and isinstance(key, int) and key < len(data):
+        in_dict = isinstance(data, dict) and key in data
+        if in_dict or (isinstance(data, list) and isinstance(key, int) and key < len(data)):
             data = data[key]
         else:
             return False

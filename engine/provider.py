@@ -82,7 +82,7 @@ class LLMProvider(ABC):
     def stream_complete(self, request: CompletionRequest) -> StreamResponse:
         """A streamed call: an async iterator of text deltas with the final response after."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
     async def __aenter__(self) -> LLMProvider:
@@ -122,10 +122,10 @@ class LLMProvider(ABC):
         )
 
     def finish(self, *, content: str, model: str | None, requested: str, usage: Usage, finish_reason: Any,
-               started: float, status_code: int | None, raw: Any) -> CompletionResponse:
+               started: float, status_code: int | None, raw: Any, reasoning: str | None = None) -> CompletionResponse:
         """A successful response, costed."""
         return CompletionResponse(
-            content=content, model=model or requested, provider=self.name, success=True,
+            content=content, reasoning=reasoning, model=model or requested, provider=self.name, success=True,
             status_code=status_code, finish_reason=_str(finish_reason),
             input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
             cached_input_tokens=usage.cached_input_tokens, cache_write_tokens=usage.cache_write_tokens,
@@ -208,7 +208,8 @@ class HTTPProvider(LLMProvider):
             paths = " or ".join(self.compiled.response["content"].expressions)
             return self.failure(f"response has no content at {paths}", ErrorKind.INVALID_RESPONSE, model=model,
                                 started=started, status_code=response.status_code, raw=payload)
-        return self.finish(content=extracted.content or "", model=extracted.model, requested=model,
+        return self.finish(content=extracted.content or "", reasoning=extracted.reasoning, model=extracted.model,
+                           requested=model,
                            usage=extracted.usage, finish_reason=extracted.finish_reason, started=started,
                            status_code=response.status_code, raw=payload)
 
@@ -269,7 +270,8 @@ class HTTPProvider(LLMProvider):
                                 values=values)
         usage = unify_usage(values, self.spec.response)
         reported = values.get("model")
-        return self.finish(content=state.content, model=reported if isinstance(reported, str) else None,
+        return self.finish(content=state.content, reasoning="".join(state.reasoning) or None,
+                           model=reported if isinstance(reported, str) else None,
                            requested=model, usage=usage, finish_reason=values.get("finish_reason"),
                            started=started, status_code=status, raw=state.events)
 

@@ -78,6 +78,7 @@ class ResponseSpec(_Strict):
     """Where each unified field is found in a non-streamed response body."""
 
     content: PathSpec
+    reasoning: PathSpec | None = None
     model: PathSpec | None = None
     finish_reason: PathSpec | None = None
     input_tokens: PathSpec | None = None
@@ -101,6 +102,7 @@ class StreamRule(_Strict):
     """What one kind of stream event carries. Usage values: the last one reported wins."""
 
     delta: PathSpec | None = None
+    reasoning_delta: PathSpec | None = None
     model: PathSpec | None = None
     finish_reason: PathSpec | None = None
     input_tokens: PathSpec | None = None

@@ -90,13 +90,15 @@ class NDJSONDecoder:
 class StreamState:
     """Everything learnt from a stream so far: text, usage, finish reason, end and errors."""
 
-    __slots__ = ("_decoder", "ended", "error", "error_kind", "events", "kinds", "parts", "spec", "values")
+    __slots__ = ("_decoder", "ended", "error", "error_kind", "events", "kinds", "parts", "reasoning", "spec",
+                 "values")
 
     def __init__(self, spec: CompiledStream, kinds: Mapping[str, ErrorKind] | None = None) -> None:
         self.spec = spec
         self.kinds = kinds or {}
         self._decoder: SSEDecoder | NDJSONDecoder = SSEDecoder() if spec.format == "sse" else NDJSONDecoder()
         self.parts: list[str] = []
+        self.reasoning: list[str] = []
         self.values: dict[str, Any] = {}
         self.events: list[Any] = []
         self.ended = False
@@ -160,6 +162,10 @@ class StreamState:
                 if delta:
                     self.parts.append(delta)
                     deltas.append(delta)
+            if rule.reasoning_delta is not None:
+                thought = rule.reasoning_delta.text(payload)
+                if thought:
+                    self.reasoning.append(thought)
             if rule.error or "error_message" in self.values:
                 message = self.values.get("error_message") or json.dumps(payload)[:200]
                 error_type = self.values.get("error_type")

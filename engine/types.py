@@ -52,6 +52,7 @@ class CompletionResponse(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     content: str = ""
+    reasoning: str | None = None
     model: str | None = None
     provider: str | None = None
     success: bool = True

@@ -36,7 +36,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-def test_settings(**overrides: Any) -> Settings:
+def make_settings(**overrides: Any) -> Settings:
     """Settings with a fake key for every bundled provider and near-instant retries."""
     keys = {name: TEST_KEY for name in list_providers(Settings())}
     values: dict[str, Any] = {"api_keys": keys, "retry_initial_delay": 0.001, "retry_max_delay": 0.01,
@@ -47,7 +47,7 @@ def test_settings(**overrides: Any) -> Settings:
 
 @pytest.fixture
 def settings() -> Settings:
-    return test_settings()
+    return make_settings()
 
 
 @pytest.fixture
@@ -127,4 +127,4 @@ def server_settings(server: LocalServer, **overrides: Any) -> Settings:
     """Settings pointing every bundled provider at the local server."""
     paths = {"anthropic": "/v1", "ollama": ""}
     base_urls = {name: server.base_url + paths.get(name, "/v1") for name in list_providers(Settings())}
-    return test_settings(base_urls=base_urls, **overrides)
+    return make_settings(base_urls=base_urls, **overrides)

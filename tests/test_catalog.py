@@ -1,0 +1,141 @@
+"""Catalog-wide checks: every bundled provider loads, renders every scenario as its golden file says,
+has prices for its paid models, and parses its recorded responses, streams and errors.
+
+Adding a provider file without golden files, fixtures or prices fails here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from engine import CompletionRequest, Settings, list_providers
+from engine.registry import Registry
+
+from .conftest import FIXTURES, GOLDEN, TEST_KEY, Golden, make_settings, replay
+from .scenarios import SCENARIOS
+
+PROVIDERS = list_providers(Settings())
+REGISTRY = Registry(make_settings())
+HTTP_PROVIDERS = [name for name in PROVIDERS if REGISTRY.spec(name).backend is None]
+
+
+def scenario_request(provider: str, scenario: str) -> CompletionRequest:
+    request = SCENARIOS[scenario]
+    if REGISTRY.spec(provider).default_model is None:  # servers that only know the model you deploy
+        request = request.model_copy(update={"model": "example-model"})
+    return request
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_provider_loads_and_compiles(provider: str) -> None:
+    spec = REGISTRY.spec(provider)
+    compiled = REGISTRY.compiled(provider)
+    assert compiled.spec is spec
+    assert spec.docs_url and spec.checked, "each provider file names its reference and the date it was checked"
+    ids = [m.id for m in spec.models]
+    assert len(ids) == len(set(ids)), "model ids are unique"
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+@pytest.mark.parametrize("provider", HTTP_PROVIDERS)
+def test_rendered_request_matches_golden(provider: str, scenario: str, golden: Golden) -> None:
+    rendered = REGISTRY.create(provider).render(scenario_request(provider, scenario))  # type: ignore[attr-defined]
+    data = rendered.to_dict()
+    assert TEST_KEY not in repr(data), "the API key is redacted"
+    golden.check(GOLDEN / provider / f"{scenario}.json", data)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_paid_models_have_prices(provider: str) -> None:
+    spec = REGISTRY.spec(provider)
+    if spec.local:
+        return
+    missing = [m.id for m in spec.models if REGISTRY.prices.price(provider, m.id, spec.pricing) is None]
+    assert not missing, f"{provider}: listed paid models without a price in pricing.yaml: {missing}"
+
+
+def test_bundled_prices_name_source_and_date() -> None:
+    prices = REGISTRY.prices
+    for provider in prices.providers():
+        for model, price in prices.models(provider).items():
+            assert price.source and price.date, f"pricing.yaml: {provider}/{model} needs source and date"
+
+
+def _cases(provider: str) -> dict[str, Any]:
+    folder = FIXTURES / provider
+    path = folder / "expected.yaml"
+    assert path.exists(), f"{provider}: tests/fixtures/{provider}/expected.yaml is missing"
+    cases = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for name, file in (("response", "response.json"), ("stream", "stream.txt"), ("error", "error.json")):
+        assert name in cases, f"{provider}: expected.yaml needs a {name!r} case"
+        assert (folder / file).exists(), f"{provider}: tests/fixtures/{provider}/{file} is missing"
+    return cases
+
+
+def _check(result: Any, expect: dict[str, Any]) -> None:
+    for key, value in expect.items():
+        if key == "error_contains":
+            assert result.error and value in result.error, result.error
+        elif key == "cost_usd" and value is not None:
+            assert result.cost_usd == pytest.approx(value, rel=1e-9, abs=1e-15), result
+        else:
+            actual = getattr(result, key)
+            assert actual == value, f"{key}: {actual!r} != {value!r}"
+
+
+def _request(case: dict[str, Any], stream: bool) -> CompletionRequest:
+    return CompletionRequest(messages=[{"role": "user", "content": "hi"}], model=case.get("model"), stream=stream)
+
+
+@pytest.mark.parametrize("piece", [1, 7, 4096])
+@pytest.mark.parametrize("provider", HTTP_PROVIDERS)
+def test_recorded_stream_extracts(provider: str, piece: int) -> None:
+    case = _cases(provider)["stream"]
+    body = (FIXTURES / provider / "stream.txt").read_bytes()
+    result = asyncio.run(replay(REGISTRY, provider, _request(case, True), 200, body, stream=True, piece=piece))
+    assert result.success, result.error
+    _check(result, case["expect"])
+
+
+@pytest.mark.parametrize("provider", HTTP_PROVIDERS)
+def test_recorded_stream_cut_off_fails_with_partial_text(provider: str) -> None:
+    case = _cases(provider)["stream"]
+    body = (FIXTURES / provider / "stream.txt").read_bytes()
+    cut = body[: int(len(body) * 0.6)]
+    result = asyncio.run(replay(REGISTRY, provider, _request(case, True), 200, cut, stream=True))
+    assert not result.success and result.error_kind is not None
+    assert case["expect"]["content"].startswith(result.content)
+
+
+@pytest.mark.parametrize("provider", HTTP_PROVIDERS)
+def test_recorded_response_extracts(provider: str) -> None:
+    case = _cases(provider)["response"]
+    body = (FIXTURES / provider / "response.json").read_bytes()
+    result = asyncio.run(replay(REGISTRY, provider, _request(case, False), case.get("status", 200), body))
+    assert result.success, result.error
+    assert result.raw_response is not None and result.provider == provider
+    _check(result, case["expect"])
+
+
+@pytest.mark.parametrize("provider", HTTP_PROVIDERS)
+def test_recorded_error_extracts(provider: str) -> None:
+    cases = _cases(provider)
+    case = {"model": cases["response"].get("model"), **cases["error"]}
+    body = (FIXTURES / provider / "error.json").read_bytes()
+    settings = make_settings(max_retries=0)
+    registry = Registry(settings)
+    result = asyncio.run(replay(registry, provider, _request(case, False), case["status"], body))
+    assert not result.success
+    assert result.status_code == case["status"]
+    _check(result, case["expect"])
+
+
+def test_every_provider_has_golden_files_and_no_stray_ones() -> None:
+    expected = {(p, f"{s}.json") for p in HTTP_PROVIDERS for s in SCENARIOS}
+    present = {(p.parent.name, p.name) for p in Path(GOLDEN).glob("*/*.json")}
+    assert present <= expected, f"golden files for unknown providers/scenarios: {sorted(present - expected)}"
