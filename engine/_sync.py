@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Generator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -34,7 +34,7 @@ class Portal:
         """Run a coroutine on the portal loop and wait for its result."""
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
-    def iterate(self, iterator: AsyncIterator[T]) -> Iterator[T]:
+    def iterate(self, iterator: AsyncIterator[T]) -> Generator[T, None, None]:
         """Drive an async iterator from sync code, one item at a time."""
         try:
             while True:

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
@@ -31,7 +31,7 @@ class SyncStream:
 
     def __init__(self, portal: Portal, stream: StreamResponse) -> None:
         self._stream = stream
-        self._deltas = portal.iterate(stream)
+        self._deltas: Generator[str, None, None] = portal.iterate(stream)
 
     def __iter__(self) -> Iterator[str]:
         return self._deltas

@@ -204,5 +204,7 @@ def value_line(source: ProviderSource, key_path: Sequence[str | int]) -> int | N
                 break
         else:
             return None
+    if node is None:
+        return None
     style = getattr(node, "style", None)
     return node.start_mark.line + (2 if style in ("|", ">") else 1)

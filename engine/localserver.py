@@ -16,7 +16,8 @@ Routes (HTTP/1.1, keep-alive, Content-Length or chunked request bodies):
 * ``POST /api/chat``: Ollama native chat; streams NDJSON unless ``"stream": false``.
 
 Anything else -> 404 JSON. The reply text is deterministic, see `LocalServer.reply_for`. JSON mode
-(OpenAI ``response_format`` json_object/json_schema, Ollama ``format``, Anthropic forced tool) makes
+(OpenAI ``response_format`` json_object/json_schema, Ollama ``format``, Anthropic ``output_config.format``
+or a forced tool) makes
 the reply the JSON text ``{"answer": <reply>}``.
 
 Faults (`Fault.kind`), queued with `LocalServer.inject`, each consumed by the next API request
@@ -181,6 +182,9 @@ def _forced_tool(body: dict[str, Any]) -> str | None:
 def _json_mode(body: dict[str, Any]) -> bool:
     fmt = body.get("response_format")
     if isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema"):
+        return True
+    output_config = body.get("output_config")  # Anthropic structured outputs
+    if isinstance(output_config, dict) and isinstance(output_config.get("format"), dict):
         return True
     return bool(body.get("format")) or _forced_tool(body) is not None
 

@@ -7,6 +7,7 @@ validated and compiled on first use and cached.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -134,12 +135,26 @@ def _file_error(exc: Any, chain: list[ProviderSource]) -> ProviderFileError:
 _DEFAULT: dict[tuple[Any, ...], Registry] = {}
 
 
+def _light_env(name: str) -> str | None:
+    """An env value without building `Settings`: listing providers must not pay for pydantic-settings."""
+    value = os.environ.get(name)
+    if value is None and Path(".env").is_file():
+        from dotenv import dotenv_values
+
+        value = dotenv_values(".env").get(name)
+    return value or None
+
+
 def default_registry(settings: Settings | None = None) -> Registry:
     """A registry shared by every caller with the same provider folders and pricing file."""
-    settings = _settings(settings)
-    key = (tuple(settings.providers_path), settings.pricing_file)
+    if settings is None:
+        paths = [Path(p) for p in (_light_env("GENAI_PROVIDERS_PATH") or "").split(os.pathsep) if p]
+        pricing = _light_env("GENAI_PRICING_FILE")
+        key: tuple[Any, ...] = (tuple(paths), Path(pricing) if pricing else None)
+    else:
+        key = (tuple(settings.providers_path), settings.pricing_file)
     if key not in _DEFAULT:
-        _DEFAULT[key] = Registry(settings)
+        _DEFAULT[key] = Registry(settings, folders=[bundled_path("providers.d"), *key[0]])
     return _DEFAULT[key]
 
 

@@ -33,14 +33,17 @@ class SSEDecoder:
         self._buffer = lines.pop()
         events: list[Event] = []
         for line in lines:
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if b"\r" in line:  # lone CR line endings
-                for part in line.split(b"\r"):
-                    self._line(part, events)
-            else:
-                self._line(line, events)
+            self._split_line(line, events)
         return events
+
+    def _split_line(self, line: bytes, events: list[Event]) -> None:
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if b"\r" in line:  # lone CR line endings
+            for part in line.split(b"\r"):
+                self._line(part, events)
+        else:
+            self._line(line, events)
 
     def _line(self, line: bytes, events: list[Event]) -> None:
         if not line:
@@ -62,7 +65,7 @@ class SSEDecoder:
         """Events still buffered at the end of the body (a last event without its blank line)."""
         events: list[Event] = []
         if self._buffer:
-            self._line(self._buffer.rstrip(b"\r"), events)
+            self._split_line(self._buffer, events)
             self._buffer = b""
         self._line(b"", events)
         return events

@@ -20,7 +20,7 @@ from functools import cache
 from typing import Any
 from urllib.parse import quote
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 __all__ = ["FILTERS", "RawOutputError", "TemplateSyntaxError", "UndefinedError", "compile_template"]
@@ -36,9 +36,15 @@ class RawOutputError(ValueError):
     """A body template printed a value without ``| tojson``."""
 
 
+def _not_json(value: Any) -> Any:
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()  # a typo in a dict literal names the missing variable
+    raise TypeError(f"a {type(value).__name__} cannot be sent as JSON")
+
+
 def tojson(value: Any) -> JSONText:
     """The value as JSON (UTF-8 kept as is)."""
-    return JSONText(json.dumps(value, ensure_ascii=False))
+    return JSONText(json.dumps(value, ensure_ascii=False, default=_not_json))
 
 
 def drop_none(mapping: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,203 @@
+"""The generic HTTP provider over real sockets: every wire format, awkward chunking, and injected faults."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from engine import CompletionRequest, CompletionResponse, ErrorKind, get_provider
+from engine.localserver import Fault, LocalServer
+
+from .conftest import TEST_KEY, make_settings, server_settings
+
+MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "ollama": "llama3.2", "groq": None,
+          "vllm": "served-model", "llamacpp": None, "together": None}
+
+
+def request(provider: str, text: str = "tell me something", **kw: Any) -> CompletionRequest:
+    return CompletionRequest(messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": text}],
+                             model=MODELS.get(provider), **kw)
+
+
+async def call(server: LocalServer, provider: str, *, stream: bool, max_retries: int = 2, timeout: float = 5.0,
+               **kw: Any) -> tuple[CompletionResponse, list[str]]:
+    settings = server_settings(server, max_retries=max_retries, timeout=timeout)
+    async with get_provider(provider, settings) as instance:
+        if not stream:
+            return await instance.complete(request(provider, **kw)), []
+        result = instance.stream_complete(request(provider, **kw))
+        deltas = [d async for d in result]
+        assert result.response is not None
+        return result.response, deltas
+
+
+@pytest.mark.parametrize("provider", sorted(MODELS))
+@pytest.mark.parametrize("stream", [False, True])
+def test_every_wire_format_over_real_sockets(local_server: LocalServer, provider: str, stream: bool) -> None:
+    result, deltas = asyncio.run(call(local_server, provider, stream=stream, text="héllo wörld ✓ " * 3))
+    sent = local_server.requests[-1]
+    expected = local_server.reply_for(sent.json())
+    assert result.success, result.error
+    assert result.content == expected
+    if stream:
+        assert "".join(deltas) == expected and len(deltas) > 3
+    assert result.input_tokens and result.output_tokens and result.provider == provider
+    assert result.latency_ms is not None and result.latency_ms > 0
+    assert sent.headers.get("authorization", sent.headers.get("x-api-key", "")).endswith(
+        TEST_KEY) or provider in ("ollama", "vllm", "llamacpp")
+
+
+def test_json_output_schema_reaches_the_server_and_comes_back(local_server: LocalServer) -> None:
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
+    for provider in ("openai", "anthropic", "ollama"):
+        result, _ = asyncio.run(call(local_server, provider, stream=False, output_schema=schema))
+        assert result.success and result.content.startswith('{"answer": '), (provider, result.content)
+
+
+def test_rate_limit_with_retry_after_is_retried(local_server: LocalServer) -> None:
+    local_server.inject(Fault("status", status=429, retry_after="0.05"))
+    started = time.perf_counter()
+    result, _ = asyncio.run(call(local_server, "openai", stream=False))
+    assert result.success and time.perf_counter() - started >= 0.05
+
+
+def test_server_errors_after_retries_become_a_typed_failure(local_server: LocalServer) -> None:
+    local_server.inject(*[Fault("status", status=500, message="kaput")] * 3)
+    count = len(local_server.requests)
+    result, _ = asyncio.run(call(local_server, "anthropic", stream=False))
+    assert not result.success and result.error_kind is ErrorKind.SERVER and result.status_code == 500
+    assert "kaput" in (result.error or "") and len(local_server.requests) - count == 3
+
+
+def test_auth_error_is_not_retried(local_server: LocalServer) -> None:
+    local_server.inject(Fault("status", status=401, message="bad key"))
+    count = len(local_server.requests)
+    result, _ = asyncio.run(call(local_server, "openai", stream=True))
+    assert result.error_kind is ErrorKind.AUTH and len(local_server.requests) - count == 1
+
+
+def test_timeout(local_server: LocalServer) -> None:
+    local_server.inject(Fault("timeout", seconds=2))
+    result, _ = asyncio.run(call(local_server, "ollama", stream=False, max_retries=0, timeout=0.3))
+    assert not result.success and result.error_kind is ErrorKind.TIMEOUT
+
+
+def test_connection_reset_mid_stream_keeps_the_text_so_far(local_server: LocalServer) -> None:
+    local_server.inject(Fault("reset", after_events=4))
+    result, deltas = asyncio.run(call(local_server, "openai", stream=True))
+    assert not result.success and result.error_kind is ErrorKind.CONNECTION
+    assert result.content == "".join(deltas) and result.content
+
+
+def test_stream_cut_before_its_end_marker_is_not_a_success(local_server: LocalServer) -> None:
+    for provider in ("openai", "anthropic", "ollama"):
+        local_server.inject(Fault("cut", after_events=5))
+        result, deltas = asyncio.run(call(local_server, provider, stream=True))
+        assert not result.success and "cut off" in (result.error or ""), provider
+        assert result.content == "".join(deltas)
+
+
+def test_error_event_in_stream(local_server: LocalServer) -> None:
+    local_server.inject(Fault("stream_error", after_events=5, message="overloaded now"))
+    result, deltas = asyncio.run(call(local_server, "anthropic", stream=True))
+    assert not result.success and result.error_kind is ErrorKind.SERVER and "overloaded now" in (result.error or "")
+    assert result.content == "".join(deltas) and result.content
+
+
+def test_html_error_page(local_server: LocalServer) -> None:
+    local_server.inject(Fault("html"))
+    result, _ = asyncio.run(call(local_server, "openai", stream=False, max_retries=0))
+    assert result.status_code == 502 and result.error_kind is ErrorKind.SERVER
+    assert "<" not in (result.error or "") and "Bad Gateway" in (result.error or "")
+
+
+def test_truncated_json_body(local_server: LocalServer) -> None:
+    local_server.inject(Fault("truncated_json"))
+    result, _ = asyncio.run(call(local_server, "openai", stream=False))
+    assert result.error_kind is ErrorKind.INVALID_RESPONSE and "not valid JSON" in (result.error or "")
+
+
+def test_connection_refused_is_a_connection_error() -> None:
+    settings = make_settings(base_urls={"openai": "http://127.0.0.1:9/v1"}, max_retries=1)
+
+    async def go() -> CompletionResponse:
+        async with get_provider("openai", settings) as provider:
+            return await provider.complete(request("openai"))
+
+    result = asyncio.run(go())
+    assert result.error_kind is ErrorKind.CONNECTION and TEST_KEY not in (result.error or "")
+
+
+@respx.mock
+def test_retry_after_http_date_and_x_should_retry_false() -> None:
+    route = respx.post("https://api.openai.com/v1/chat/completions")
+    route.side_effect = [httpx.Response(503, headers={"x-should-retry": "false"}, json={"error": {"message": "no"}})]
+    settings = make_settings()
+
+    async def go() -> CompletionResponse:
+        async with get_provider("openai", settings) as provider:
+            return await provider.complete(request("openai"))
+
+    result = asyncio.run(go())
+    assert result.status_code == 503 and route.call_count == 1
+
+
+@respx.mock
+def test_api_key_echoed_by_a_provider_is_scrubbed() -> None:
+    body = {"error": {"message": f"Incorrect API key provided: {TEST_KEY}", "type": "invalid_request_error"}}
+    respx.post("https://api.openai.com/v1/chat/completions").mock(return_value=httpx.Response(401, json=body))
+
+    async def go() -> CompletionResponse:
+        async with get_provider("openai", make_settings()) as provider:
+            return await provider.complete(request("openai"))
+
+    result = asyncio.run(go())
+    assert result.error_kind is ErrorKind.AUTH
+    assert TEST_KEY not in (result.error or "") and TEST_KEY not in str(result.raw_response)
+    assert TEST_KEY not in repr(result) and TEST_KEY not in result.model_dump_json()
+
+
+@respx.mock
+def test_200_without_content_is_an_invalid_response() -> None:
+    respx.post("https://api.openai.com/v1/chat/completions").mock(
+        return_value=httpx.Response(200, json={"id": "x", "choices": []}))
+
+    async def go() -> CompletionResponse:
+        async with get_provider("openai", make_settings()) as provider:
+            return await provider.complete(request("openai"))
+
+    result = asyncio.run(go())
+    assert not result.success and result.error_kind is ErrorKind.INVALID_RESPONSE
+    assert "$.choices[0].message.content" in (result.error or "")
+
+
+@respx.mock
+def test_no_usage_reported_means_none_not_zero() -> None:
+    respx.post("https://api.openai.com/v1/chat/completions").mock(return_value=httpx.Response(
+        200, json={"model": "gpt-4o", "choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}]}))
+
+    async def go() -> CompletionResponse:
+        async with get_provider("openai", make_settings()) as provider:
+            return await provider.complete(request("openai"))
+
+    result = asyncio.run(go())
+    assert result.success and result.input_tokens is None and result.output_tokens is None
+    assert result.cost_usd is None
+
+
+def test_consumer_stopping_early_releases_the_stream(local_server: LocalServer) -> None:
+    async def go() -> CompletionResponse | None:
+        async with get_provider("openai", server_settings(local_server)) as provider:
+            result = provider.stream_complete(request("openai"))
+            async for _ in result:
+                break
+            await result.aclose()
+            return result.response
+
+    response = asyncio.run(go())
+    assert response is not None and not response.success and "closed by the caller" in (response.error or "")

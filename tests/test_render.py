@@ -1,0 +1,141 @@
+"""Rendering requests: templates see data, never run it; bad templates fail naming the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine import (
+    CompletionRequest,
+    MissingAPIKeyError,
+    Settings,
+    TemplateRenderError,
+    render_request,
+)
+from engine.errors import ConfigError
+from engine.registry import Registry
+
+from .conftest import TEST_KEY, make_settings
+from .test_loader import MINIMAL, write
+
+HELLO = [{"role": "user", "content": "hi"}]
+
+
+def test_user_content_is_data_never_template_source() -> None:
+    evil = "{{ 7*7 }} {% raw %}x{% endraw %} \"}, \"model\": \"hacked\" </script>"
+    request = CompletionRequest(messages=[{"role": "user", "content": evil}], model="gpt-4o",
+                                extra={"user": "{{ config }}"})
+    rendered = render_request("openai", request, make_settings())
+    assert rendered.json["messages"][0]["content"] == evil
+    assert rendered.json["model"] == "gpt-4o"
+    assert rendered.json["user"] == "{{ config }}"
+
+
+def test_model_in_the_path_is_percent_encoded(tmp_path: Path) -> None:
+    write(tmp_path, "example", MINIMAL.format(name="example")
+          + "request:\n  path: /models/{{ model }}:generate\n")
+    registry = Registry(Settings(providers_path=[tmp_path], api_keys={"example": TEST_KEY}))
+    request = CompletionRequest(messages=HELLO, model="../../admin?x=1")
+    rendered = registry.create("example").render(request)  # type: ignore[attr-defined]
+    assert rendered.url == "https://api.example.com/v1/models/..%2F..%2Fadmin%3Fx%3D1:generate"
+
+
+def test_a_value_printed_without_tojson_is_an_error(tmp_path: Path) -> None:
+    write(tmp_path, "example", MINIMAL.format(name="example")
+          + "request:\n  body: '{\"model\": \"{{ model }}\"}'\n")
+    registry = Registry(Settings(providers_path=[tmp_path], api_keys={"example": TEST_KEY}))
+    with pytest.raises(TemplateRenderError, match=r"example\.yaml: request\.body: .*without '\| tojson'"):
+        registry.create("example").render(CompletionRequest(messages=HELLO))  # type: ignore[attr-defined]
+
+
+def test_a_template_rendering_invalid_json_names_the_file(tmp_path: Path) -> None:
+    write(tmp_path, "example", MINIMAL.format(name="example")
+          + "request:\n  body: '{\"model\": {{ model | tojson }},}'\n")
+    registry = Registry(Settings(providers_path=[tmp_path], api_keys={"example": TEST_KEY}))
+    with pytest.raises(TemplateRenderError, match=r"example\.yaml: request\.body rendered invalid JSON"):
+        registry.create("example").render(CompletionRequest(messages=HELLO))  # type: ignore[attr-defined]
+
+
+def test_undefined_template_variable_is_an_error_not_empty(tmp_path: Path) -> None:
+    write(tmp_path, "example", MINIMAL.format(name="example")
+          + "request:\n  body: '{{ {\"model\": modle} | tojson }}'\n")
+    registry = Registry(Settings(providers_path=[tmp_path], api_keys={"example": TEST_KEY}))
+    with pytest.raises(TemplateRenderError, match="'modle' is undefined"):
+        registry.create("example").render(CompletionRequest(messages=HELLO))  # type: ignore[attr-defined]
+
+
+def test_templates_cannot_reach_python_internals(tmp_path: Path) -> None:
+    write(tmp_path, "example", MINIMAL.format(name="example")
+          + "request:\n  body: '{{ {\"x\": messages.__class__.__mro__} | tojson }}'\n")
+    registry = Registry(Settings(providers_path=[tmp_path], api_keys={"example": TEST_KEY}))
+    with pytest.raises(TemplateRenderError):
+        registry.create("example").render(CompletionRequest(messages=HELLO))  # type: ignore[attr-defined]
+
+
+def test_missing_api_key_names_the_env_variables_before_sending() -> None:
+    with pytest.raises(MissingAPIKeyError, match="set GENAI_GROQ_API_KEY or GROQ_API_KEY"):
+        render_request("groq", CompletionRequest(messages=HELLO), Settings())
+
+
+def test_key_from_the_providers_own_env_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GROQ_API_KEY", "gsk-from-env-123")
+    rendered = render_request("groq", CompletionRequest(messages=HELLO), Settings())
+    assert rendered.headers["Authorization"] == "Bearer gsk-from-env-123"
+    assert "gsk-from-env-123" not in repr(rendered) and "gsk-from-env-123" not in str(rendered.to_dict())
+
+
+def test_genai_prefixed_key_wins_over_the_providers_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GROQ_API_KEY", "plain-key-1")
+    monkeypatch.setenv("GENAI_GROQ_API_KEY", "genai-key-2")
+    rendered = render_request("groq", CompletionRequest(messages=HELLO), Settings())
+    assert rendered.headers["Authorization"] == "Bearer genai-key-2"
+
+
+def test_key_and_base_url_from_a_dotenv_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".env").write_text("GENAI_GROQ_API_KEY=dotenv-key-9\nGENAI_GROQ_BASE_URL=http://127.0.0.1:9/v1\n")
+    monkeypatch.chdir(tmp_path)
+    rendered = render_request("groq", CompletionRequest(messages=HELLO), Settings())
+    assert rendered.headers["Authorization"] == "Bearer dotenv-key-9"
+    assert rendered.url == "http://127.0.0.1:9/v1/chat/completions"
+
+
+def test_base_url_override_from_settings() -> None:
+    settings = make_settings(base_urls={"vllm": "http://127.0.0.1:8001/v1/"})
+    rendered = render_request("vllm", CompletionRequest(messages=HELLO, model="m"), settings)
+    assert rendered.url == "http://127.0.0.1:8001/v1/chat/completions"
+
+
+def test_local_provider_with_optional_key_sends_no_auth_header() -> None:
+    rendered = render_request("vllm", CompletionRequest(messages=HELLO, model="m"), Settings())
+    assert "Authorization" not in rendered.headers
+
+
+def test_model_alias_resolves_to_its_id() -> None:
+    request = CompletionRequest(messages=HELLO, model="claude-haiku-4-5-20251001")
+    assert render_request("anthropic", request, make_settings()).json["model"] == "claude-haiku-4-5"
+
+
+def test_per_model_options_drop_temperature_for_reasoning_models() -> None:
+    settings = make_settings()
+    assert "temperature" not in render_request("openai", CompletionRequest(messages=HELLO, model="o3"), settings).json
+    assert render_request("openai", CompletionRequest(messages=HELLO, model="gpt-4o"), settings).json[
+        "temperature"] == 0.7
+
+
+def test_anthropic_gets_system_top_level_and_a_default_max_tokens() -> None:
+    request = CompletionRequest(messages=[{"role": "system", "content": "S"}, {"role": "user", "content": "U",
+                                                                               "name": "bob"}])
+    body = render_request("anthropic", request, make_settings()).json
+    assert body["system"] == "S" and body["max_tokens"] == 4096
+    assert body["messages"] == [{"role": "user", "content": "U"}]
+
+
+def test_no_model_and_no_default_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="no model given and provider 'vllm' has no default_model"):
+        render_request("vllm", CompletionRequest(messages=HELLO), Settings())
+
+
+def test_request_validation_rejects_messages_without_role() -> None:
+    with pytest.raises(ValueError, match="needs 'role' and 'content'"):
+        CompletionRequest(messages=[{"content": "x"}])
