@@ -83,7 +83,9 @@ def prepare(compiled: CompiledProvider, settings: Settings) -> Prepared:
     base_url = settings.base_urls.get(spec.name) or settings.env(env_name(spec.name, "BASE_URL"))
     if not base_url and compiled.base_url is not None:
         base_url = _render_text(compiled, compiled.base_url, context, "base_url")
-    headers = {k: _render_text(compiled, r, context, f"request.headers.{k}") for k, r in compiled.headers.items()}
+    # A header or query value that renders empty is left out: optional headers are a template away.
+    headers = {k: v for k, r in compiled.headers.items() if (v := _render_text(compiled, r, context,
+                                                                                 f"request.headers.{k}"))}
     headers.setdefault("content-type", "application/json")
     auth_params: dict[str, str] = {}
     secret_headers: frozenset[str] = frozenset()
@@ -139,7 +141,7 @@ def render(prepared: Prepared, request: CompletionRequest, stream: bool | None =
     path = _render_text(compiled, path_template, context, "request.path")
     url = prepared.base_url + path
     queries = {**compiled.query, **compiled.stream_query} if stream else compiled.query
-    params = {k: _render_text(compiled, r, context, f"request.query.{k}") for k, r in queries.items()}
+    params = {k: v for k, r in queries.items() if (v := _render_text(compiled, r, context, f"request.query.{k}"))}
     params.update(prepared.auth_params)
     if params:
         url += ("&" if "?" in url else "?") + urlencode(params)

@@ -93,12 +93,13 @@ class NDJSONDecoder:
 class StreamState:
     """Everything learnt from a stream so far: text, usage, finish reason, end and errors."""
 
-    __slots__ = ("_decoder", "ended", "error", "error_kind", "events", "kinds", "parts", "reasoning", "spec",
+    __slots__ = ("_decoder", "_done", "ended", "error", "error_kind", "events", "kinds", "parts", "reasoning", "spec",
                  "values")
 
     def __init__(self, spec: CompiledStream, kinds: Mapping[str, ErrorKind] | None = None) -> None:
         self.spec = spec
         self.kinds = kinds or {}
+        self._done = spec.done.encode() if spec.done is not None else None
         self._decoder: SSEDecoder | NDJSONDecoder = SSEDecoder() if spec.format == "sse" else NDJSONDecoder()
         self.parts: list[str] = []
         self.reasoning: list[str] = []
@@ -143,7 +144,7 @@ class StreamState:
         for name, data in events:
             if self.finished:
                 break
-            if self.spec.done is not None and data.strip() == self.spec.done.encode():
+            if self._done is not None and data.strip() == self._done:
                 self.ended = True
                 break
             try:

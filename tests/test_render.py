@@ -139,3 +139,22 @@ def test_no_model_and_no_default_is_a_clear_error() -> None:
 def test_request_validation_rejects_messages_without_role() -> None:
     with pytest.raises(ValueError, match="needs 'role' and 'content'"):
         CompletionRequest(messages=[{"content": "x"}])
+
+
+def test_headers_and_query_values_that_render_empty_are_left_out(tmp_path: Path) -> None:
+    write(tmp_path, "example", MINIMAL.format(name="example") + """\
+config:
+  referer: {env: [EXAMPLE_REFERER]}
+request:
+  headers:
+    X-Referer: "{{ config.get('referer', '') }}"
+  query:
+    tag: "{{ config.get('referer', '') }}"
+""")
+    registry = Registry(Settings(providers_path=[tmp_path], api_keys={"example": TEST_KEY}))
+    bare = registry.create("example").render(CompletionRequest(messages=HELLO))  # type: ignore[attr-defined]
+    assert "X-Referer" not in bare.headers and "?" not in bare.url
+    with_value = Registry(Settings(providers_path=[tmp_path], api_keys={"example": TEST_KEY},
+                                   provider_config={"example": {"referer": "https://me.example"}}))
+    sent = with_value.create("example").render(CompletionRequest(messages=HELLO))  # type: ignore[attr-defined]
+    assert sent.headers["X-Referer"] == "https://me.example" and sent.url.endswith("?tag=https%3A%2F%2Fme.example")
