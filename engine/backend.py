@@ -109,7 +109,10 @@ class BackendProvider(LLMProvider):
 
     def __init__(self, compiled: CompiledProvider, settings: Settings, prices: PriceTable) -> None:
         self.compiled, self.spec, self.settings, self.prices = compiled, compiled.spec, settings, prices
-        self.backend = load_backend_class(compiled)(compiled.spec, settings, resolve_config(compiled, settings))
+        config = resolve_config(compiled, settings)
+        if config.missing:  # a backend reads its config in code: demand it up front
+            raise ConfigError(next(iter(config.missing.values())))
+        self.backend = load_backend_class(compiled)(compiled.spec, settings, config)
 
     def __repr__(self) -> str:
         return f"BackendProvider(name={self.name!r}, backend={self.spec.backend!r})"

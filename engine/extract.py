@@ -43,6 +43,8 @@ def _int(value: Any) -> int | None:
 def unify_usage(raw: dict[str, Any], flags: ResponseSpec | None) -> Usage:
     """Token counts made comparable: input includes cached tokens, output includes reasoning."""
     counts = {name: _int(raw.get(name)) for name in USAGE_FIELDS}
+    if flags is not None and flags.usage_omits_zeros and any(v is not None for v in counts.values()):
+        counts = {name: 0 if value is None and name in raw else value for name, value in counts.items()}
     if flags is not None:
         if not flags.input_includes_cached and counts["input_tokens"] is not None:
             counts["input_tokens"] += (counts["cached_input_tokens"] or 0) + (counts["cache_write_tokens"] or 0)
@@ -76,7 +78,8 @@ def extract_response(compiled: CompiledProvider, payload: Any) -> Extracted:
     finish = paths["finish_reason"].value(payload) if "finish_reason" in paths else None
     return Extracted(
         content=content,
-        content_found=content is not None or content_path.found(payload),
+        # An empty answer with a finish reason (a length or safety stop) is an answer, not a broken body.
+        content_found=content is not None or content_path.found(payload) or finish is not None,
         reasoning=paths["reasoning"].text(payload) if "reasoning" in paths else None,
         model=model if isinstance(model, str) else None,
         finish_reason=None if finish is None else str(finish),
@@ -109,8 +112,11 @@ def error_details(compiled: CompiledProvider, payload: Any) -> tuple[str | None,
 
 def kind_for(compiled: CompiledProvider, error_type: str | None, status: int | None) -> ErrorKind:
     """The unified kind: the provider file's mapping of its error types first, then the status."""
-    if error_type is not None and error_type in compiled.spec.errors.kinds:
-        return compiled.spec.errors.kinds[error_type]
+    errors = compiled.spec.errors
+    if error_type is not None and error_type in errors.kinds:
+        return errors.kinds[error_type]
+    if status is not None and status in errors.status_kinds:
+        return errors.status_kinds[status]
     return kind_for_status(status) if status is not None else ErrorKind.SERVER
 
 

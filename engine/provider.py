@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from .compiled import CompiledProvider
+from .compiled import USAGE_FIELDS, CompiledProvider
 from .errors import ErrorKind
-from .extract import extract_response, http_error, kind_for, scrub, unify_usage
+from .extract import error_details, extract_response, http_error, kind_for, scrub, unify_usage
 from .pricing import PriceTable, Usage, cost_of, to_float
 from .render import prepare, render, resolve_model
 from .send import RetryPolicy, SendError, describe, new_client, send
@@ -148,6 +148,9 @@ class HTTPProvider(LLMProvider):
         self.policy = RetryPolicy(settings.max_retries, settings.retry_initial_delay, settings.retry_max_delay)
         self._client = http_client
         self._owns_client = http_client is None
+        stream = compiled.stream
+        rules = [*(stream.events.values() if stream else ()), *([stream.chunk] if stream and stream.chunk else [])]
+        self._stream_usage = {name for rule in rules for name, _ in rule.fields if name in USAGE_FIELDS}
 
     def __repr__(self) -> str:
         return f"HTTPProvider(name={self.name!r}, base_url={self.prepared.base_url!r})"
@@ -199,8 +202,7 @@ class HTTPProvider(LLMProvider):
                                 status_code=response.status_code, raw=body.decode("utf-8", "replace"))
         extracted = extract_response(self.compiled, payload)
         if not extracted.content_found:
-            message, error_type = (self.compiled.error_message.text(payload) if self.compiled.error_message
-                                   else None), None
+            message, error_type = error_details(self.compiled, payload)
             if message:  # some servers answer 200 with an error body
                 return self.failure(f"HTTP {response.status_code}: {message}",
                                     kind_for(self.compiled, error_type, None), model=model, started=started,
@@ -268,7 +270,7 @@ class HTTPProvider(LLMProvider):
             return self.failure(scrub(state.error, self.prepared.api_key), state.error_kind, model=model,
                                 started=started, status_code=status, raw=state.events, content=state.content,
                                 values=values)
-        usage = unify_usage(values, self.spec.response)
+        usage = unify_usage({name: values.get(name) for name in self._stream_usage}, self.spec.response)
         reported = values.get("model")
         return self.finish(content=state.content, reasoning="".join(state.reasoning) or None,
                            model=reported if isinstance(reported, str) else None,

@@ -34,7 +34,7 @@ class Prepared:
     base_url: str
     headers: dict[str, str]
     auth_params: dict[str, str]
-    config: dict[str, str]
+    config: Config
     api_key: str | None
     secret_headers: frozenset[str]
     secret_params: frozenset[str]
@@ -50,23 +50,41 @@ def _render_text(compiled: CompiledProvider, render: Render, context: Mapping[st
         raise TemplateRenderError(f"{compiled.file}: {key}: {exc}") from exc
 
 
-def resolve_config(compiled: CompiledProvider, settings: Settings) -> dict[str, str]:
-    """The provider's config values from settings or env, defaults filled; required ones checked."""
+class Config(dict[str, str]):
+    """Provider config values; a required value that is not set raises when a template reads it.
+
+    Checked on use rather than up front, so a value that is only needed to build the
+    base URL is not demanded when the user overrides the base URL.
+    """
+
+    def __init__(self, values: dict[str, str], missing: dict[str, str]) -> None:
+        super().__init__(values)
+        self.missing = missing
+
+    def __missing__(self, key: str) -> str:
+        if key in self.missing:
+            raise ConfigError(self.missing[key])
+        raise KeyError(key)
+
+
+def resolve_config(compiled: CompiledProvider, settings: Settings) -> Config:
+    """The provider's config values from settings or env, defaults filled in."""
     spec = compiled.spec
     given = settings.provider_config.get(spec.name, {})
-    config: dict[str, str] = {}
+    values: dict[str, str] = {}
+    missing: dict[str, str] = {}
     for key, var in spec.config.items():
         names = [env_name(spec.name, key), *var.env]
         value = given.get(key) or next((v for n in names if (v := settings.env(n))), None) or var.default
-        if value is None and var.required:
-            raise ConfigError(
+        if value is not None:
+            values[key] = value
+        elif var.required:
+            missing[key] = (
                 f"provider {spec.name!r} needs config {key!r}"
                 + (f" ({var.description})" if var.description else "")
                 + f": set {' or '.join(names)}, or Settings(provider_config={{{spec.name!r}: {{{key!r}: ...}}}})"
             )
-        if value is not None:
-            config[key] = value
-    return config
+    return Config(values, missing)
 
 
 def prepare(compiled: CompiledProvider, settings: Settings) -> Prepared:
@@ -127,6 +145,7 @@ def render(prepared: Prepared, request: CompletionRequest, stream: bool | None =
         "model": model,
         "messages": request.messages,
         "temperature": request.temperature,
+        "temperature_set": "temperature" in request.model_fields_set,
         "max_tokens": request.max_tokens,
         "stream": stream,
         "output_schema": request.output_schema,

@@ -28,32 +28,53 @@ class _Strict(BaseModel):
 class ModelInfo(_Strict):
     """One model the provider serves."""
 
-    id: str
-    aliases: list[str] = []
-    context_window: int | None = Field(default=None, gt=0)
-    max_output_tokens: int | None = Field(default=None, gt=0)
-    description: str | None = None
-    options: dict[str, Any] = {}
+    id: str = Field(description="The model id as the API expects it (what the body template gets as `model`).")
+    aliases: list[str] = Field(default=[], description="Other names that resolve to this id, such as dated snapshots.")
+    context_window: int | None = Field(
+        default=None, gt=0, description="Most tokens (input plus output) the model accepts; informational.",
+    )
+    max_output_tokens: int | None = Field(
+        default=None, gt=0, description="Most output tokens the model produces in one reply; informational.",
+    )
+    description: str | None = Field(default=None, description="A short note for people reading the model list.")
+    options: dict[str, Any] = Field(
+        default={}, description="Template `options` for this model only, merged over the provider's `options`.",
+    )
 
 
 class ConfigVar(_Strict):
     """A per-provider setting (e.g. Azure's resource name), read from env or settings."""
 
-    description: str | None = None
-    env: list[str] = []
-    default: str | None = None
-    required: bool = False
+    description: str | None = Field(
+        default=None, description="What the value is; shown in the error when a required value is missing.",
+    )
+    env: list[str] = Field(default=[], description="Env variables read for the value, after `GENAI_<PROVIDER>_<KEY>`.")
+    default: str | None = Field(default=None, description="The value used when none is set.")
+    required: bool = Field(default=False, description="Fail before any call when no value is set.")
 
 
 class AuthSpec(_Strict):
     """How the API key is sent: in a header, a query parameter, or not at all."""
 
-    type: Literal["header", "query", "none"] = "header"
-    header: str = "Authorization"
-    value: str = "Bearer {{ api_key }}"
-    query_param: str | None = None
-    env: list[str] = []
-    optional: bool = False
+    type: Literal["header", "query", "none"] = Field(
+        default="header",
+        description="`header`: the key goes in a header; `query`: in a query parameter; `none`: no key.",
+    )
+    header: str = Field(default="Authorization", description="The header that carries the key (type `header`).")
+    value: str = Field(
+        default="Bearer {{ api_key }}",
+        description="Text template of the header or query value; `{{ api_key }}` is the key.",
+    )
+    query_param: str | None = Field(
+        default=None, description="The query parameter that carries the key (type `query`).",
+    )
+    env: list[str] = Field(
+        default=[],
+        description="Env variables that may hold the key, read after `GENAI_<PROVIDER>_API_KEY`; never inherited.",
+    )
+    optional: bool = Field(
+        default=False, description="Send no key when none is set instead of failing (servers where a key is optional).",
+    )
 
     @model_validator(mode="after")
     def _query_needs_param(self) -> AuthSpec:
@@ -65,65 +86,110 @@ class AuthSpec(_Strict):
 class RequestSpec(_Strict):
     """The HTTP request: method, path and query templates, static headers, Jinja body template."""
 
-    method: Literal["GET", "POST", "PUT", "PATCH"] = "POST"
-    path: str
-    stream_path: str | None = None
-    query: dict[str, str] = {}
-    stream_query: dict[str, str] = {}
-    headers: dict[str, str] = {}
-    body: str | None = None
+    method: Literal["GET", "POST", "PUT", "PATCH"] = Field(default="POST", description="The HTTP method.")
+    path: str = Field(description="Path template appended to `base_url`; values are percent-encoded.")
+    stream_path: str | None = Field(
+        default=None, description="Path template for streamed calls, when it differs from `path`.",
+    )
+    query: dict[str, str] = Field(default={}, description="Query parameters: name to text template.")
+    stream_query: dict[str, str] = Field(default={}, description="Extra query parameters for streamed calls only.")
+    headers: dict[str, str] = Field(
+        default={}, description="Extra headers: name to text template (`content-type: application/json` is added).",
+    )
+    body: str | None = Field(
+        default=None, description="Jinja template of the JSON body; every value must go through `| tojson`.",
+    )
 
 
 class ResponseSpec(_Strict):
     """Where each unified field is found in a non-streamed response body."""
 
-    content: PathSpec
-    reasoning: PathSpec | None = None
-    model: PathSpec | None = None
-    finish_reason: PathSpec | None = None
-    input_tokens: PathSpec | None = None
-    output_tokens: PathSpec | None = None
-    cached_input_tokens: PathSpec | None = None
-    cache_write_tokens: PathSpec | None = None
-    reasoning_tokens: PathSpec | None = None
-    input_includes_cached: bool = True
-    output_includes_reasoning: bool = True
+    content: PathSpec = Field(description="Path of the reply text; several matches are joined.")
+    reasoning: PathSpec | None = Field(
+        default=None, description="Path of the model's reasoning text, when the API returns it.",
+    )
+    model: PathSpec | None = Field(default=None, description="Path of the model that answered.")
+    finish_reason: PathSpec | None = Field(default=None, description="Path of the reason the reply ended.")
+    input_tokens: PathSpec | None = Field(default=None, description="Path of the input token count.")
+    output_tokens: PathSpec | None = Field(default=None, description="Path of the output token count.")
+    cached_input_tokens: PathSpec | None = Field(
+        default=None, description="Path of the input tokens read from the prompt cache.",
+    )
+    cache_write_tokens: PathSpec | None = Field(
+        default=None, description="Path of the input tokens written to the prompt cache.",
+    )
+    reasoning_tokens: PathSpec | None = Field(default=None, description="Path of the reasoning token count.")
+    input_includes_cached: bool = Field(
+        default=True, description="Whether the API's input count already includes cached and cache-write tokens.",
+    )
+    output_includes_reasoning: bool = Field(
+        default=True, description="Whether the API's output count already includes reasoning tokens.",
+    )
+    usage_omits_zeros: bool = Field(
+        default=False,
+        description="The API leaves zero counts out: when any count is reported, a mapped count that is absent is 0.",
+    )
 
 
 class ErrorSpec(_Strict):
     """Where the message and type are found in an error body, and how types map to kinds."""
 
-    message: PathSpec | None = None
-    type: PathSpec | None = None
-    kinds: dict[str, ErrorKind] = {}
+    message: PathSpec | None = Field(default=None, description="Path of the error message in an error body.")
+    type: PathSpec | None = Field(default=None, description="Path of the error type or code in an error body.")
+    kinds: dict[str, ErrorKind] = Field(
+        default={}, description="Error type or code to error kind; unlisted types fall back to the HTTP status.",
+    )
+    status_kinds: dict[int, ErrorKind] = Field(
+        default={}, description="HTTP status to error kind, for statuses the API uses its own way (e.g. 498).",
+    )
 
 
 class StreamRule(_Strict):
     """What one kind of stream event carries. Usage values: the last one reported wins."""
 
-    delta: PathSpec | None = None
-    reasoning_delta: PathSpec | None = None
-    model: PathSpec | None = None
-    finish_reason: PathSpec | None = None
-    input_tokens: PathSpec | None = None
-    output_tokens: PathSpec | None = None
-    cached_input_tokens: PathSpec | None = None
-    cache_write_tokens: PathSpec | None = None
-    reasoning_tokens: PathSpec | None = None
-    error_message: PathSpec | None = None
-    error_type: PathSpec | None = None
-    error: bool = False
-    end: bool | str = False
+    delta: PathSpec | None = Field(default=None, description="Path of the text this event adds to the reply.")
+    reasoning_delta: PathSpec | None = Field(default=None, description="Path of the reasoning text this event adds.")
+    model: PathSpec | None = Field(default=None, description="Path of the model that answers.")
+    finish_reason: PathSpec | None = Field(default=None, description="Path of the reason the reply ended.")
+    input_tokens: PathSpec | None = Field(default=None, description="Path of the input token count.")
+    output_tokens: PathSpec | None = Field(default=None, description="Path of the output token count.")
+    cached_input_tokens: PathSpec | None = Field(
+        default=None, description="Path of the input tokens read from the prompt cache.",
+    )
+    cache_write_tokens: PathSpec | None = Field(
+        default=None, description="Path of the input tokens written to the prompt cache.",
+    )
+    reasoning_tokens: PathSpec | None = Field(default=None, description="Path of the reasoning token count.")
+    error_message: PathSpec | None = Field(
+        default=None, description="Path of an error message; an event where it is found fails the call.",
+    )
+    error_type: PathSpec | None = Field(
+        default=None, description="Path of the error type, mapped through `errors.kinds`.",
+    )
+    error: bool = Field(default=False, description="Every event of this kind is an error.")
+    end: bool | str = Field(
+        default=False,
+        description="`true`: this event ends the stream; a path: the event ends it when the value there is truthy.",
+    )
 
 
 class StreamSpec(_Strict):
     """How a streamed response is framed and what each event means."""
 
-    format: Literal["sse", "ndjson"] = "sse"
-    done: str | None = None
-    event_type: PathSpec | None = None
-    chunk: StreamRule | None = None
-    events: dict[str, StreamRule] = {}
+    format: Literal["sse", "ndjson"] = Field(
+        default="sse", description="`sse` (Server-Sent Events) or `ndjson` (one JSON object per line).",
+    )
+    done: str | None = Field(default=None, description="The data line that ends an SSE stream, such as `[DONE]`.")
+    event_type: PathSpec | None = Field(
+        default=None,
+        description="Path of the event type inside each event, when the SSE `event:` line does not carry it.",
+    )
+    chunk: StreamRule | None = Field(
+        default=None, description="The rule for every event that has no rule of its own in `events`.",
+    )
+    events: dict[str, StreamRule] = Field(
+        default={}, description="Rules by event type (the SSE `event:` name or the value at `event_type`).",
+    )
 
     @model_validator(mode="after")
     def _has_an_end(self) -> StreamSpec:
@@ -142,12 +208,16 @@ class StreamSpec(_Strict):
 class Price(_Strict):
     """USD per million tokens for one model."""
 
-    input: Decimal = Field(ge=0)
-    output: Decimal = Field(ge=0)
-    cached_input: Decimal | None = Field(default=None, ge=0)
-    cache_write: Decimal | None = Field(default=None, ge=0)
-    source: str | None = None
-    date: datetime.date | None = None
+    input: Decimal = Field(ge=0, description="USD per million uncached input tokens.")
+    output: Decimal = Field(ge=0, description="USD per million output tokens (reasoning included).")
+    cached_input: Decimal | None = Field(
+        default=None, ge=0, description="USD per million input tokens read from the cache (default: `input`).",
+    )
+    cache_write: Decimal | None = Field(
+        default=None, ge=0, description="USD per million input tokens written to the cache (default: `input`).",
+    )
+    source: str | None = Field(default=None, description="Where the price was read.")
+    date: datetime.date | None = Field(default=None, description="When the price was checked.")
 
     @field_validator("input", "output", "cached_input", "cache_write", mode="before")
     @classmethod
@@ -159,24 +229,49 @@ class Price(_Strict):
 class ProviderSpec(_Strict):
     """One provider file, after ``extends`` is resolved."""
 
-    name: Annotated[str, Field(pattern=NAME_PATTERN)]
-    extends: str | None = None
-    description: str = ""
-    docs_url: str | None = None
-    checked: datetime.date | None = None
-    base_url: str | None = None
-    default_model: str | None = None
-    models: list[ModelInfo] = []
-    local: bool = False
-    auth: AuthSpec = AuthSpec(type="none")
-    config: dict[str, ConfigVar] = {}
-    options: dict[str, Any] = {}
-    request: RequestSpec | None = None
-    response: ResponseSpec | None = None
-    errors: ErrorSpec = ErrorSpec()
-    stream: StreamSpec | None = None
-    pricing: dict[str, Price] = {}
-    backend: Annotated[str | None, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")] = None
+    name: Annotated[str, Field(
+        pattern=NAME_PATTERN,
+        description="The provider name, the first part of `provider/model`; lowercase letters, digits, `.`, `_`, `-`.",
+    )]
+    extends: str | None = Field(
+        default=None,
+        description="A provider whose keys this file inherits, except its identity (name, description, docs_url, "
+                    "checked, models, default_model, pricing) and `auth.env`; set a key to `null` to remove it.",
+    )
+    description: str = Field(default="", description="One line saying what the provider is.")
+    docs_url: str | None = Field(default=None, description="The API reference the file was written from.")
+    checked: datetime.date | None = Field(
+        default=None, description="When the file was last checked against that reference.",
+    )
+    base_url: str | None = Field(
+        default=None,
+        description="Text template of the API root (no trailing slash); `GENAI_<PROVIDER>_BASE_URL` overrides it.",
+    )
+    default_model: str | None = Field(default=None, description="The model used when a call names only the provider.")
+    models: list[ModelInfo] = Field(
+        default=[], description="The models the provider serves (calls may use other ids too).",
+    )
+    local: bool = Field(default=False, description="A server on your own machine: calls cost nothing.")
+    auth: AuthSpec = Field(default=AuthSpec(type="none"), description="How the API key is sent.")
+    config: dict[str, ConfigVar] = Field(
+        default={}, description="Settings the templates read as `config.<name>`, such as a resource name.",
+    )
+    options: dict[str, Any] = Field(
+        default={}, description="Values the templates read as `options`, to adapt a shared template to one provider.",
+    )
+    request: RequestSpec | None = Field(default=None, description="The HTTP request a call sends.")
+    response: ResponseSpec | None = Field(default=None, description="Where the unified fields are in a response body.")
+    errors: ErrorSpec = Field(default=ErrorSpec(), description="How error bodies are read.")
+    stream: StreamSpec | None = Field(
+        default=None, description="How a streamed response is read; without it, a streamed call makes one plain call.",
+    )
+    pricing: dict[str, Price] = Field(
+        default={}, description="Prices by model id; the bundled and the user pricing files take precedence.",
+    )
+    backend: Annotated[str | None, Field(
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="`module:Class` of a Python backend that makes the calls instead of `request`.",
+    )] = None
 
     @model_validator(mode="after")
     def _http_needs_request(self) -> ProviderSpec:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,22 +27,33 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="rewrite golden files from the current output (review the diff!)")
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Tests never see the developer's real keys or .env file."""
-    import os
+@functools.cache
+def provider_env_names() -> frozenset[str]:
+    """Every env variable a bundled provider reads its key or config from."""
+    registry = Registry(Settings())
+    names = set()
+    for provider in registry.names():
+        spec = registry.spec(provider)
+        names.update(spec.auth.env, *(var.env for var in spec.config.values()))
+    return frozenset(names)
 
-    for name in list(os.environ):
-        if name.startswith("GENAI_"):
-            monkeypatch.delenv(name)
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Tests never see the developer's keys, provider settings or .env file (live tests keep the keys)."""
     monkeypatch.chdir(tmp_path)
+    if request.node.get_closest_marker("live"):
+        return
+    for name in list(os.environ):
+        if name.startswith(("GENAI_", "AWS_")) or name in provider_env_names():
+            monkeypatch.delenv(name)
 
 
 def make_settings(**overrides: Any) -> Settings:
     """Settings with a fake key for every bundled provider and near-instant retries."""
     keys = {name: TEST_KEY for name in list_providers(Settings())}
     values: dict[str, Any] = {"api_keys": keys, "retry_initial_delay": 0.001, "retry_max_delay": 0.01,
-                              "timeout": 5.0}
+                              "timeout": 5.0, "provider_config": {"azure-openai": {"resource": "example-resource"}}}
     values.update(overrides)
     return Settings(**values)
 

@@ -201,3 +201,33 @@ def test_consumer_stopping_early_releases_the_stream(local_server: LocalServer) 
 
     response = asyncio.run(go())
     assert response is not None and not response.success and "closed by the caller" in (response.error or "")
+
+
+def _complete(provider: str, response: httpx.Response, **settings: Any) -> CompletionResponse:
+    async def go() -> CompletionResponse:
+        client = httpx.AsyncClient(transport=httpx.MockTransport(lambda _request: response))
+        async with client, get_provider(provider, make_settings(max_retries=0, **settings),
+                                        http_client=client) as instance:
+            return await instance.complete(request(provider))
+
+    return asyncio.run(go())
+
+
+def test_status_kinds_from_the_provider_file() -> None:
+    result = _complete("cohere", httpx.Response(498, json={"id": "x", "message": "invalid api token"}))
+    assert result.error_kind is ErrorKind.AUTH and "invalid api token" in (result.error or "")
+
+
+def test_omitted_zero_counts_are_zero_when_the_provider_says_it_omits_them() -> None:
+    body = {"model": "llama3.2", "message": {"role": "assistant", "content": "hi"}, "done": True,
+            "done_reason": "stop", "eval_count": 3}  # prompt_eval_count left out: all from the KV cache
+    result = _complete("ollama", httpx.Response(200, json=body))
+    assert result.input_tokens == 0 and result.output_tokens == 3 and result.cost_usd == 0.0
+
+
+def test_empty_answer_with_a_finish_reason_is_a_success() -> None:
+    body = {"candidates": [{"content": {"role": "model"}, "finishReason": "MAX_TOKENS"}],
+            "usageMetadata": {"promptTokenCount": 4, "thoughtsTokenCount": 10}}
+    result = _complete("gemini", httpx.Response(200, json=body))
+    assert result.success and result.content == "" and result.finish_reason == "MAX_TOKENS"
+    assert result.output_tokens == 10 and result.reasoning_tokens == 10

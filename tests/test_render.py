@@ -158,3 +158,12 @@ request:
                                    provider_config={"example": {"referer": "https://me.example"}}))
     sent = with_value.create("example").render(CompletionRequest(messages=HELLO))  # type: ignore[attr-defined]
     assert sent.headers["X-Referer"] == "https://me.example" and sent.url.endswith("?tag=https%3A%2F%2Fme.example")
+
+
+def test_required_config_is_demanded_only_where_a_template_needs_it() -> None:
+    request = CompletionRequest(messages=HELLO, model="my-deployment")
+    with pytest.raises(ConfigError, match="needs config 'resource'.*GENAI_AZURE_OPENAI_RESOURCE"):
+        render_request("azure-openai", request, make_settings(provider_config={}))
+    settings = make_settings(provider_config={}, base_urls={"azure-openai": "https://proxy.example/azure"})
+    rendered = render_request("azure-openai", request, settings)
+    assert rendered.url.startswith("https://proxy.example/azure/openai/deployments/my-deployment/chat/completions?")
