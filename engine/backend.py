@@ -14,8 +14,9 @@ Contract:
 - Failures: raise `ProviderError(message, kind)`; any other exception is
   reported as a ``server`` error. Never block the event loop: run blocking SDK
   calls in a worker thread (``asyncio.to_thread``).
-- Usage is reported as the provider counts it; set the file's ``response``
-  flags (``input_includes_cached``) if it differs from the unified meaning.
+- Report usage already unified: ``input_tokens`` counts all input tokens,
+  cached reads and writes included; ``output_tokens`` includes reasoning.
+- Per-model template options: ``self.spec.options_for(model)``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import BackendLoadError, ConfigError, ErrorKind, ProviderError
-from .extract import unify_usage
 from .pricing import PriceTable, Usage
 from .provider import LLMProvider, StreamResponse
 from .render import resolve_config, resolve_model
@@ -49,6 +49,7 @@ class BackendResult:
     finish_reason: str | None = None
     usage: Usage = field(default_factory=Usage)
     raw: Any = None
+    reasoning: str | None = None
 
 
 @dataclass(slots=True)
@@ -60,6 +61,7 @@ class BackendChunk:
     finish_reason: str | None = None
     usage: Usage | None = None
     raw: Any = None
+    reasoning: str | None = None
 
 
 class Backend(ABC):
@@ -75,7 +77,8 @@ class Backend(ABC):
     async def stream(self, request: CompletionRequest, model: str) -> AsyncIterator[BackendChunk]:
         """A streamed call; by default one chunk holding the whole answer."""
         result = await self.complete(request, model)
-        yield BackendChunk(result.content, result.model, result.finish_reason, result.usage, result.raw)
+        yield BackendChunk(result.content, result.model, result.finish_reason, result.usage, result.raw,
+                           result.reasoning)
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients and connections."""
@@ -97,11 +100,8 @@ def load_backend_class(compiled: CompiledProvider) -> type[Backend]:
     return cls
 
 
-def _usage(value: Usage | None, spec: ProviderSpec) -> Usage:
-    if value is None:
-        return Usage()
-    raw = {name: getattr(value, name) for name in Usage.__slots__}
-    return unify_usage(raw, spec.response)
+def _usage(value: Usage | None) -> Usage:
+    return value if value is not None else Usage()
 
 
 class BackendProvider(LLMProvider):
@@ -121,12 +121,12 @@ class BackendProvider(LLMProvider):
         await self.backend.close()
 
     def _error(self, exc: Exception, model: str, started: float, content: str = "",
-               finish_reason: str | None = None) -> CompletionResponse:
+               finish_reason: str | None = None, raw: Any = None) -> CompletionResponse:
         if isinstance(exc, ProviderError):
             return self.failure(exc.message, exc.kind, model=model, started=started, status_code=exc.status_code,
-                                content=content, values={"finish_reason": finish_reason})
+                                content=content, values={"finish_reason": finish_reason}, raw=raw)
         return self.failure(f"{type(exc).__name__}: {exc}", ErrorKind.SERVER, model=model, started=started,
-                            content=content, values={"finish_reason": finish_reason})
+                            content=content, values={"finish_reason": finish_reason}, raw=raw)
 
     async def complete(self, request: CompletionRequest) -> CompletionResponse:
         started = time.perf_counter()
@@ -137,8 +137,8 @@ class BackendProvider(LLMProvider):
             raise
         except Exception as exc:
             return self._error(exc, model, started)
-        return self.finish(content=result.content, model=result.model, requested=model,
-                           usage=_usage(result.usage, self.spec), finish_reason=result.finish_reason,
+        return self.finish(content=result.content, reasoning=result.reasoning, model=result.model,
+                           requested=model, usage=_usage(result.usage), finish_reason=result.finish_reason,
                            started=started, status_code=None, raw=result.raw)
 
     def stream_complete(self, request: CompletionRequest) -> StreamResponse:
@@ -148,6 +148,7 @@ class BackendProvider(LLMProvider):
         started = time.perf_counter()
         model = resolve_model(self.compiled, request.model)
         parts: list[str] = []
+        thoughts: list[str] = []
         raws: list[Any] = []
         last = BackendChunk()
         chunks = self.backend.stream(request, model)
@@ -159,6 +160,8 @@ class BackendProvider(LLMProvider):
                 last.model = chunk.model or last.model
                 last.finish_reason = chunk.finish_reason or last.finish_reason
                 last.usage = chunk.usage or last.usage
+                if chunk.reasoning:
+                    thoughts.append(chunk.reasoning)
                 if chunk.delta:
                     parts.append(chunk.delta)
                     yield chunk.delta
@@ -166,15 +169,15 @@ class BackendProvider(LLMProvider):
         except ConfigError:
             raise
         except Exception as exc:
-            result.response = self._error(exc, model, started, "".join(parts), last.finish_reason)
+            result.response = self._error(exc, model, started, "".join(parts), last.finish_reason, raws)
             completed = True
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]
             if result.response is None:
                 if completed:
                     result.response = self.finish(
-                        content="".join(parts), model=last.model, requested=model,
-                        usage=_usage(last.usage, self.spec), finish_reason=last.finish_reason,
+                        content="".join(parts), reasoning="".join(thoughts) or None, model=last.model,
+                        requested=model, usage=_usage(last.usage), finish_reason=last.finish_reason,
                         started=started, status_code=None, raw=raws)
                 else:
                     result.response = self.failure("stream closed by the caller before its end",

@@ -112,7 +112,7 @@ class _Compiler:
     def compile(self) -> CompiledProvider:
         spec = self.spec
         compiled = CompiledProvider(spec=spec, file=str(self.chain[0].path), chain=self.chain)
-        compiled.model_options = {m.id: {**spec.options, **m.options} for m in spec.models if m.options}
+        compiled.model_options = {m.id: spec.options_for(m.id) for m in spec.models if m.options}
         if spec.base_url is not None:
             compiled.base_url = self.template(spec.base_url, "text", ["base_url"])
         if spec.auth.type != "none":

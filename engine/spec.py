@@ -286,6 +286,13 @@ class ProviderSpec(_Strict):
             raise ValueError(f"default_model {self.default_model!r} is not one of the listed models")
         return self
 
+    def options_for(self, model: str) -> dict[str, Any]:
+        """Template ``options`` for a model: the provider's, overridden by the model's own."""
+        for info in self.models:
+            if info.id == model and info.options:
+                return {**self.options, **info.options}
+        return dict(self.options)
+
     def resolve_alias(self, model: str) -> str:
         """The canonical model id for an alias (or the id itself)."""
         for info in self.models:

@@ -38,6 +38,7 @@ class EchoBackend(Backend):
 
     async def stream(self, request: CompletionRequest, model: str) -> AsyncIterator[BackendChunk]:
         text = request.messages[-1]["content"]
+        yield BackendChunk(reasoning="thinking about it", raw={"event": "thought"})
         yield BackendChunk(delta="echo: ")
         if text == "break":
             raise ProviderError("stream broke", ErrorKind.SERVER)
@@ -93,6 +94,7 @@ def test_backend_streams_sync_and_async(engine: Engine) -> None:
     stream = engine.stream("echo", "hi")
     assert list(stream) == ["echo: ", "hi"]
     assert stream.response is not None and stream.response.success and stream.response.output_tokens == 4
+    assert stream.response.reasoning == "thinking about it" and stream.response.raw_response
 
     async def go() -> tuple[list[str], object]:
         result = engine.astream("echo", "break")
@@ -102,6 +104,7 @@ def test_backend_streams_sync_and_async(engine: Engine) -> None:
     deltas, response = asyncio.run(go())
     assert deltas == ["echo: "]
     assert response.success is False and response.content == "echo: "  # type: ignore[attr-defined]
+    assert response.raw_response  # type: ignore[attr-defined]  # the events received before the failure
 
 
 def test_backend_that_cannot_be_imported_names_the_file(tmp_path: Path) -> None:
