@@ -139,3 +139,18 @@ def test_every_provider_has_golden_files_and_no_stray_ones() -> None:
     expected = {(p, f"{s}.json") for p in HTTP_PROVIDERS for s in SCENARIOS}
     present = {(p.parent.name, p.name) for p in Path(GOLDEN).glob("*/*.json")}
     assert present <= expected, f"golden files for unknown providers/scenarios: {sorted(present - expected)}"
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_extends_chains_stay_short_and_readable(provider: str) -> None:
+    chain = REGISTRY.chain(provider)
+    assert len(chain) <= 2, f"{provider}: extends chain {[s.name for s in chain]} is longer than one step"
+    if len(chain) == 2:
+        lines = [line for line in chain[0].text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+        assert len(lines) <= 50, f"{provider}: a compatible provider's file should be a few lines, not {len(lines)}"
+
+
+def test_json_mode_providers_state_the_schema_in_the_prompt() -> None:
+    body = REGISTRY.create("deepseek").render(SCENARIOS["json_schema"]).json  # type: ignore[attr-defined]
+    assert body["response_format"] == {"type": "json_object"}
+    assert body["messages"][0]["role"] == "system" and '"population"' in body["messages"][0]["content"]
