@@ -8,6 +8,7 @@ import pytest
 
 from engine import (
     CompletionRequest,
+    HTTPRequest,
     MissingAPIKeyError,
     Settings,
     TemplateRenderError,
@@ -22,6 +23,13 @@ from .test_loader import MINIMAL, write
 HELLO = [{"role": "user", "content": "hi"}]
 
 
+def render_example(folder: Path, overrides: str, request: CompletionRequest | None = None) -> HTTPRequest:
+    """Render a request with a dropped-in 'example' provider (extends openai) plus YAML overrides."""
+    write(folder, "example", MINIMAL.format(name="example") + overrides)
+    registry = Registry(Settings(providers_path=[folder], api_keys={"example": TEST_KEY}))
+    return registry.create("example").render(request or CompletionRequest(messages=HELLO))  # type: ignore[attr-defined]
+
+
 def test_user_content_is_data_never_template_source() -> None:
     evil = "{{ 7*7 }} {% raw %}x{% endraw %} \"}, \"model\": \"hacked\" </script>"
     request = CompletionRequest(messages=[{"role": "user", "content": evil}], model="gpt-4o",
@@ -33,44 +41,29 @@ def test_user_content_is_data_never_template_source() -> None:
 
 
 def test_model_in_the_path_is_percent_encoded(tmp_path: Path) -> None:
-    write(tmp_path, "example", MINIMAL.format(name="example")
-          + "request:\n  path: /models/{{ model }}:generate\n")
-    registry = Registry(Settings(providers_path=[tmp_path], api_keys={"example": TEST_KEY}))
     request = CompletionRequest(messages=HELLO, model="../../admin?x=1")
-    rendered = registry.create("example").render(request)  # type: ignore[attr-defined]
+    rendered = render_example(tmp_path, "request:\n  path: /models/{{ model }}:generate\n", request)
     assert rendered.url == "https://api.example.com/v1/models/..%2F..%2Fadmin%3Fx%3D1:generate"
 
 
 def test_a_value_printed_without_tojson_is_an_error(tmp_path: Path) -> None:
-    write(tmp_path, "example", MINIMAL.format(name="example")
-          + "request:\n  body: '{\"model\": \"{{ model }}\"}'\n")
-    registry = Registry(Settings(providers_path=[tmp_path], api_keys={"example": TEST_KEY}))
     with pytest.raises(TemplateRenderError, match=r"example\.yaml: request\.body: .*without '\| tojson'"):
-        registry.create("example").render(CompletionRequest(messages=HELLO))  # type: ignore[attr-defined]
+        render_example(tmp_path, "request:\n  body: '{\"model\": \"{{ model }}\"}'\n")
 
 
 def test_a_template_rendering_invalid_json_names_the_file(tmp_path: Path) -> None:
-    write(tmp_path, "example", MINIMAL.format(name="example")
-          + "request:\n  body: '{\"model\": {{ model | tojson }},}'\n")
-    registry = Registry(Settings(providers_path=[tmp_path], api_keys={"example": TEST_KEY}))
     with pytest.raises(TemplateRenderError, match=r"example\.yaml: request\.body rendered invalid JSON"):
-        registry.create("example").render(CompletionRequest(messages=HELLO))  # type: ignore[attr-defined]
+        render_example(tmp_path, "request:\n  body: '{\"model\": {{ model | tojson }},}'\n")
 
 
 def test_undefined_template_variable_is_an_error_not_empty(tmp_path: Path) -> None:
-    write(tmp_path, "example", MINIMAL.format(name="example")
-          + "request:\n  body: '{{ {\"model\": modle} | tojson }}'\n")
-    registry = Registry(Settings(providers_path=[tmp_path], api_keys={"example": TEST_KEY}))
     with pytest.raises(TemplateRenderError, match="'modle' is undefined"):
-        registry.create("example").render(CompletionRequest(messages=HELLO))  # type: ignore[attr-defined]
+        render_example(tmp_path, "request:\n  body: '{{ {\"model\": modle} | tojson }}'\n")
 
 
 def test_templates_cannot_reach_python_internals(tmp_path: Path) -> None:
-    write(tmp_path, "example", MINIMAL.format(name="example")
-          + "request:\n  body: '{{ {\"x\": messages.__class__.__mro__} | tojson }}'\n")
-    registry = Registry(Settings(providers_path=[tmp_path], api_keys={"example": TEST_KEY}))
     with pytest.raises(TemplateRenderError):
-        registry.create("example").render(CompletionRequest(messages=HELLO))  # type: ignore[attr-defined]
+        render_example(tmp_path, "request:\n  body: '{{ {\"x\": messages.__class__.__mro__} | tojson }}'\n")
 
 
 def test_missing_api_key_names_the_env_variables_before_sending() -> None:
@@ -162,7 +155,7 @@ request:
 
 def test_required_config_is_demanded_only_where_a_template_needs_it() -> None:
     request = CompletionRequest(messages=HELLO, model="my-deployment")
-    with pytest.raises(ConfigError, match="needs config 'resource'.*GENAI_AZURE_OPENAI_RESOURCE"):
+    with pytest.raises(ConfigError, match=r"needs config 'resource'.*GENAI_AZURE_OPENAI_RESOURCE"):
         render_request("azure-openai", request, make_settings(provider_config={}))
     settings = make_settings(provider_config={}, base_urls={"azure-openai": "https://proxy.example/azure"})
     rendered = render_request("azure-openai", request, settings)
