@@ -150,8 +150,12 @@ def environment(kind: str) -> ImmutableSandboxedEnvironment:
     return env
 
 
+@cache
 def compile_template(source: str, kind: str) -> Callable[[Mapping[str, Any]], str]:
-    """Compile once; returns a render function. Source without Jinja markup stays a constant."""
+    """Compile once; returns a render function. Source without Jinja markup stays a constant.
+
+    Cached by source: the providers that extend one file share its compiled templates.
+    """
     if "{{" not in source and "{%" not in source:
         return lambda _context: source
     template = environment(kind).from_string(source)

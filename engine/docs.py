@@ -1,0 +1,542 @@
+"""Generated documentation: the provider-file JSON Schema and the key reference.
+
+Both are generated from the pydantic models in `engine.spec` (names, types,
+defaults, descriptions), so they cannot drift from what the engine accepts:
+tests compare ``schema/provider.schema.json`` and the generated part of
+``docs/provider-format.md`` with what this module produces. Each section's
+examples below are validated against its model (top-level examples are
+resolved and compiled like real files) and must show every key of the section.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+import types
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel
+
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+BEGIN = "<!-- BEGIN GENERATED KEY REFERENCE (genai docs --write docs/provider-format.md) -->"
+END = "<!-- END GENERATED KEY REFERENCE -->"
+
+# The placeholder shown for the keys of a mapping field, by field name.
+KEY_NAMES = {"pricing": "<model id>", "events": "<event type>", "kinds": "<error type>",
+             "status_kinds": "<HTTP status>"}
+
+ERROR_KINDS = {
+    "auth": "the key is missing or wrong, or lacks permission (401, 403)",
+    "rate_limit": "too many requests, or the quota is used up (429)",
+    "invalid_request": "the provider rejected the request (400, 413, 422)",
+    "not_found": "unknown model or endpoint (404)",
+    "server": "the provider failed or is overloaded (5xx)",
+    "timeout": "no answer in time",
+    "connection": "the connection failed, or the stream was cut off before its end marker",
+    "invalid_response": "the answer could not be read (not JSON, no content where the file says)",
+}
+
+# Examples by section model. Each is a YAML snippet at its full nesting; together they show every key.
+EXAMPLES: dict[str, list[str]] = {
+    "ProviderSpec": [
+        """\
+# An OpenAI-compatible service: inherit request, response, errors and stream from openai.yaml.
+name: acme
+extends: openai
+description: Acme AI, OpenAI-compatible
+docs_url: https://docs.acme.example/api
+checked: 2026-11-25
+base_url: https://api.acme.example/v1
+default_model: acme-large
+models:
+  - {id: acme-large, context_window: 131072}
+auth:
+  env: [ACME_API_KEY]
+options:
+  max_tokens_field: max_tokens   # read by openai.yaml's body template
+pricing:
+  acme-large: {input: 0.50, output: 1.50}
+""",
+        """\
+# A server with its own JSON format, on a machine of your own.
+name: lab
+description: The lab's model server
+base_url: "http://{{ config.host }}:8080"
+local: true
+config:
+  host: {description: host name of the lab server, env: [LAB_HOST], default: localhost}
+default_model: lab-7b
+models: [{id: lab-7b}]
+request:
+  path: /v1/generate
+  body: |
+    {{ {"model": model, "messages": messages, "stream": stream, "max_new_tokens": max_tokens}
+       | drop_none | merge(extra) | tojson }}
+response:
+  content: $.output.text
+  input_tokens: $.usage.input
+  output_tokens: $.usage.output
+errors:
+  message: $.error.message
+stream:
+  format: ndjson
+  chunk: {delta: $.delta, end: $.done}
+""",
+        """\
+# Calls made by a Python class instead of an HTTP template (see engine/backend.py).
+name: acme-sdk
+description: Acme through its Python SDK
+backend: acme_genai.backend:AcmeBackend
+""",
+    ],
+    "ModelInfo": [
+        """\
+models:
+  - id: claude-sonnet-4-5
+    aliases: [claude-sonnet-4-5-20250929]
+    context_window: 200000
+    max_output_tokens: 64000
+    description: balanced speed and quality
+  # A reasoning model that rejects temperature: the shared template reads options.temperature.
+  - {id: o3, context_window: 200000, options: {temperature: false}}
+""",
+    ],
+    "AuthSpec": [
+        """\
+auth:
+  type: header
+  header: x-api-key
+  value: "{{ api_key }}"
+  env: [ANTHROPIC_API_KEY]
+""",
+        """\
+auth:   # the key in the URL, ?key=...; a local server where the key is optional
+  type: query
+  query_param: key
+  value: "{{ api_key }}"
+  optional: true
+""",
+    ],
+    "ConfigVar": [
+        """\
+config:
+  resource:
+    description: the Azure OpenAI resource name, as in https://<resource>.openai.azure.com
+    env: [AZURE_OPENAI_RESOURCE]
+    required: true
+  api_version:
+    default: "2024-10-21"
+""",
+    ],
+    "RequestSpec": [
+        """\
+request:   # Azure OpenAI style: the model in the path, a version in the query
+  method: POST
+  path: /openai/deployments/{{ model }}/chat/completions
+  query:
+    api-version: "{{ config.api_version }}"
+  headers:
+    x-ms-useragent: genai-engine
+  body: |
+    {{ {"messages": messages, "temperature": temperature, "max_tokens": max_tokens,
+        "stream": true if stream else none} | drop_none | merge(extra) | tojson }}
+""",
+        """\
+request:   # Gemini style: another path and query parameter for streams
+  path: /models/{{ model }}:generateContent
+  stream_path: /models/{{ model }}:streamGenerateContent
+  stream_query: {alt: sse}
+  body: |
+    {{ {"contents": messages | without_system | text_parts(roles={"assistant": "model"}),
+        "generationConfig": {"temperature": temperature, "maxOutputTokens": max_tokens} | drop_none}
+       | tojson }}
+""",
+    ],
+    "ResponseSpec": [
+        """\
+response:   # OpenAI Chat Completions
+  content: $.choices[0].message.content
+  reasoning: $.choices[0].message.reasoning_content
+  model: $.model
+  finish_reason: $.choices[0].finish_reason
+  input_tokens: $.usage.prompt_tokens
+  output_tokens: $.usage.completion_tokens
+  cached_input_tokens: $.usage.prompt_tokens_details.cached_tokens
+  reasoning_tokens: $.usage.completion_tokens_details.reasoning_tokens
+  output_includes_reasoning: true
+""",
+        """\
+response:   # Anthropic Messages: text blocks joined, else a forced tool's input as JSON text
+  content: ["$.content[*].text", "$.content[*].input"]
+  cache_write_tokens: $.usage.cache_creation_input_tokens
+  input_includes_cached: false   # its input_tokens leaves out cache reads and writes
+""",
+        """\
+response:   # an API that leaves zero counts out of its usage object
+  content: $.text
+  cached_input_tokens: $.usage.cached_tokens
+  usage_omits_zeros: true
+""",
+    ],
+    "ErrorSpec": [
+        """\
+errors:
+  message: $.error.message
+  type: [$.error.code, $.error.type]
+  kinds:
+    invalid_api_key: auth
+    insufficient_quota: rate_limit
+    model_not_found: not_found
+  status_kinds:
+    498: auth   # this API's own status for an expired token
+""",
+    ],
+    "StreamSpec": [
+        """\
+stream:   # OpenAI: every event has the same shape; a [DONE] line ends the stream
+  format: sse
+  done: "[DONE]"
+  chunk:
+    delta: $.choices[0].delta.content
+""",
+        """\
+stream:   # events told apart by a field of their JSON (the SSE event: line, when present, wins)
+  format: sse
+  event_type: $.type
+  events:
+    content_block_delta: {delta: $.delta.text}
+    message_stop: {end: true}
+""",
+    ],
+    "StreamRule": [
+        """\
+stream:
+  format: sse
+  done: "[DONE]"
+  chunk:   # OpenAI
+    delta: $.choices[0].delta.content
+    reasoning_delta: $.choices[0].delta.reasoning_content
+    model: $.model
+    finish_reason: $.choices[0].finish_reason
+    input_tokens: $.usage.prompt_tokens
+    output_tokens: $.usage.completion_tokens
+    cached_input_tokens: $.usage.prompt_tokens_details.cached_tokens
+    reasoning_tokens: $.usage.completion_tokens_details.reasoning_tokens
+    error_message: $.error.message
+    error_type: [$.error.code, $.error.type]
+""",
+        """\
+stream:
+  format: sse
+  events:   # Anthropic
+    message_delta:
+      finish_reason: $.delta.stop_reason
+      output_tokens: $.usage.output_tokens
+      cache_write_tokens: $.usage.cache_creation_input_tokens
+    message_stop: {end: true}
+    error: {error: true, error_message: $.error.message, error_type: $.error.type}
+""",
+        """\
+stream:
+  format: ndjson
+  chunk:   # Ollama: the last line has "done": true
+    delta: $.message.content
+    end: $.done
+""",
+    ],
+    "Price": [
+        """\
+pricing:
+  claude-sonnet-4-5:
+    input: 3.00
+    output: 15.00
+    cached_input: 0.30
+    cache_write: 3.75
+    source: https://docs.anthropic.com/en/docs/about-claude/pricing
+    date: 2026-11-25
+""",
+    ],
+}
+
+
+class DocsError(ValueError):
+    """The documentation cannot be generated: an example is invalid or a key is undocumented."""
+
+
+# -- JSON Schema ----------------------------------------------------------------------------------------
+
+
+def provider_schema() -> dict[str, Any]:
+    """The JSON Schema of a provider file, with its dialect named for editors."""
+    from .spec import json_schema
+
+    return {"$schema": SCHEMA_DIALECT, **json_schema()}
+
+
+def schema_text() -> str:
+    """The schema as written to ``schema/provider.schema.json``."""
+    return json.dumps(provider_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+# -- key reference --------------------------------------------------------------------------------------
+
+
+Step = str  # a field name, "[]" for the items of a list, "*" for the values of a mapping
+
+
+@dataclass
+class Section:
+    """One model of the format and the key paths where it appears."""
+
+    model: type[BaseModel]
+    paths: list[tuple[Step, ...]] = field(default_factory=list)
+
+    @property
+    def anchor(self) -> str:
+        return "-".join(s for s in self.paths[0] if s not in ("[]", "*")) or "top-level"
+
+    def title(self, path: tuple[Step, ...]) -> str:
+        text = ""
+        for i, step in enumerate(path):
+            if step == "[]":
+                text += "[]"
+            elif step == "*":
+                text += "." + KEY_NAMES.get(path[i - 1], "<name>")
+            else:
+                text += ("." if text else "") + step
+        return text
+
+    @property
+    def heading(self) -> str:
+        if not self.paths[0]:
+            return "Top level"
+        return " and ".join(f"`{self.title(p)}`" for p in self.paths)
+
+
+def sections() -> list[Section]:
+    """Every model of the provider-file format, top level first, each nested model after its parent."""
+    from .spec import ProviderSpec
+
+    found: dict[type[BaseModel], Section] = {}
+
+    def visit(model: type[BaseModel], path: tuple[Step, ...]) -> None:
+        if model in found:
+            found[model].paths.append(path)
+            return
+        found[model] = Section(model, [path])
+        for name, info in model.model_fields.items():
+            for inner, suffix in _models_in(info.annotation):
+                visit(inner, (*path, name, *suffix))
+
+    visit(ProviderSpec, ())
+    return list(found.values())
+
+
+def _models_in(annotation: Any) -> list[tuple[type[BaseModel], tuple[Step, ...]]]:
+    origin, args = get_origin(annotation), get_args(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [(annotation, ())]
+    if origin in (Union, types.UnionType):
+        return [found for arg in args for found in _models_in(arg)]
+    if origin is list:
+        return [(m, ("[]", *s)) for m, s in _models_in(args[0])]
+    if origin is dict:
+        return [(m, ("*", *s)) for m, s in _models_in(args[1])]
+    return []
+
+
+_SIMPLE = {str: "string", int: "integer", float: "number", bool: "boolean", Decimal: "number", date: "date",
+           Any: "any"}
+
+
+def type_text(annotation: Any, owner: str = "", links: dict[type, Section] | None = None) -> str:
+    """A short human description of a field type, e.g. ``path`` or ``mapping: <name> → string``."""
+    links = links or {}
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin in (Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        if options == [str, list[str]]:
+            return "path"
+        return " or ".join(type_text(a, owner, links) for a in options)
+    if origin is Literal:
+        return " | ".join(f"`{value}`" for value in args)
+    if origin is list:
+        inner = type_text(args[0], owner, links)
+        if inner.startswith("[mapping]"):
+            return "list of [mappings]" + inner.removeprefix("[mapping]")
+        return f"list of {inner}" if " " in inner else f"list of {inner}s"
+    if origin is dict:
+        if args[1] is Any:
+            return "mapping"
+        return f"mapping: `{KEY_NAMES.get(owner, '<name>')}` → {type_text(args[1], owner, links)}"
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return "[error kind](#error-kinds)"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        section = links.get(annotation)
+        return f"[mapping](#{section.anchor})" if section else "mapping"
+    return _SIMPLE.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def _inline(value: Any) -> str:
+    """A value as it would be written inline in a YAML file."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        plain = value and value.strip() == value and value[0] not in "{[&*!|>'\"%@`#,?:-"
+        return value if plain else json.dumps(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_inline(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_inline(v) for v in value) + "]"
+    return str(value)
+
+
+def default_text(info: Any) -> str:
+    if info.is_required():
+        return "required"
+    value = info.get_default(call_default_factory=True)
+    if value is None:
+        return "—"
+    if isinstance(value, BaseModel):
+        value = value.model_dump(exclude_defaults=True, mode="json")
+    return f"`{_inline(value)}`"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _objects(data: Any, path: tuple[Step, ...]) -> list[Any]:
+    """Every value at a section path in an example."""
+    values = [data]
+    for step in path:
+        following: list[Any] = []
+        for value in values:
+            if step == "[]" and isinstance(value, list):
+                following += value
+            elif step == "*" and isinstance(value, dict):
+                following += value.values()
+            elif isinstance(value, dict) and step in value:
+                following.append(value[step])
+        values = following
+    return values
+
+
+def _check_provider_example(data: dict[str, Any], text: str) -> None:
+    """Load an example file like a real one: ``extends`` resolved against the bundled files, then compiled."""
+    from .compiled import compile_provider
+    from .loader import ProviderSource, bundled_path, discover, merged_data, resolve_chain
+    from .spec import ProviderSpec
+
+    found = discover([bundled_path("providers.d")])
+    source = ProviderSource(data["name"], Path(f"<example {data['name']}>"), data, text)
+    found[source.name] = [*found.get(source.name, []), source]
+    chain = resolve_chain(source.name, found)
+    compile_provider(ProviderSpec.model_validate(merged_data(chain)), chain)
+
+
+def check_examples(section: Section) -> list[str]:
+    """Validate a section's examples; returns them. Raises `DocsError` if one is invalid or a key is missing."""
+    import yaml
+
+    from .errors import ConfigError
+
+    name = section.model.__name__
+    texts = EXAMPLES.get(name, [])
+    shown: set[str] = set()
+    for text in texts:
+        data = yaml.safe_load(text)
+        objects = [obj for path in section.paths for obj in _objects(data, path)]
+        if not objects:
+            raise DocsError(f"an example of {name} has nothing at {section.heading}:\n{text}")
+        for obj in objects:
+            try:
+                if not section.paths[0]:
+                    _check_provider_example(obj, text)
+                else:
+                    section.model.model_validate(obj)
+            except (ValueError, ConfigError) as exc:
+                raise DocsError(f"an example of {name} is invalid: {exc}\n{text}") from exc
+            shown.update(obj)
+    missing = [key for key in section.model.model_fields if key not in shown]
+    if missing:
+        raise DocsError(f"the examples of {name} (engine/docs.py EXAMPLES) do not show: {', '.join(missing)}")
+    return texts
+
+
+def _rst_to_md(text: str) -> str:
+    return re.sub(r"``(.+?)``", r"`\1`", text)
+
+
+def _filters() -> list[str]:
+    from .templates import FILTERS
+
+    lines = ["| Filter | What it gives |", "|---|---|"]
+    for name, function in FILTERS.items():
+        params = list(inspect.signature(function).parameters.values())[1:]
+        shown = ", ".join(("*" if p.kind is p.VAR_POSITIONAL else "") + p.name
+                          + ("" if p.default is p.empty else f"={p.default!r}") for p in params)
+        usage = f"`x \\| {name}({shown})`" if params else f"`x \\| {name}`"
+        summary = _rst_to_md((function.__doc__ or "").strip().splitlines()[0])
+        lines.append(f"| {usage} | {_cell(summary)} |")
+    return lines
+
+
+def _error_kinds() -> list[str]:
+    from .errors import ErrorKind
+
+    missing = [kind.value for kind in ErrorKind if kind.value not in ERROR_KINDS]
+    if missing:
+        raise DocsError(f"ERROR_KINDS in engine/docs.py does not describe: {', '.join(missing)}")
+    return [f"- `{kind.value}`: {ERROR_KINDS[kind.value]}" for kind in ErrorKind]
+
+
+def reference() -> str:
+    """The generated key reference (markdown), from the models in `engine.spec`."""
+    found = sections()
+    links = {section.model: section for section in found}
+    out = [
+        "Generated from the models in `engine/spec.py` by `genai docs`; do not edit by hand.",
+        "",
+        "A **path** is a JSONPath such as `$.choices[0].message.content`, or a list of them tried in "
+        "order: the first that finds a non-null value wins. A **template** is Jinja text (see "
+        "[Templates](#templates)). An editor that reads `schema/provider.schema.json` shows the same "
+        "descriptions.",
+        "",
+        "Sections: " + ", ".join(f"[{section.heading}](#{section.anchor})" for section in found)
+        + ", [template filters](#template-filters), [error kinds](#error-kinds).",
+    ]
+    for section in found:
+        undocumented = [k for k, info in section.model.model_fields.items() if not info.description]
+        if undocumented:
+            raise DocsError(f"{section.model.__name__} fields without a description in engine/spec.py: "
+                            f"{', '.join(undocumented)}")
+        out += ["", f'<a id="{section.anchor}"></a>', "", f"### {section.heading}", ""]
+        out += [_rst_to_md(inspect.cleandoc(section.model.__doc__ or "")), ""]
+        out += ["| Key | Type | Default | Meaning |", "|---|---|---|---|"]
+        for name, info in section.model.model_fields.items():
+            kind = type_text(info.annotation, name, links)
+            out.append(f"| `{name}` | {_cell(kind)} | {_cell(default_text(info))} | {_cell(info.description or '')} |")
+        for text in check_examples(section):
+            out += ["", "```yaml", text.rstrip("\n"), "```"]
+    out += ["", '<a id="template-filters"></a>', "", "### Template filters", "",
+            "Every template can use these filters besides Jinja's own.", "", *_filters()]
+    out += ["", '<a id="error-kinds"></a>', "", "### Error kinds", "",
+            "A failed call reports one of these kinds, whatever the provider (`errors.kinds` maps a "
+            "provider's error types to them; otherwise the HTTP status decides).", "", *_error_kinds()]
+    return "\n".join(out) + "\n"
+
+
+def update_reference(text: str, generated: str | None = None) -> str:
+    """The markdown text with the part between the BEGIN/END markers replaced by the reference."""
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start:
+        raise DocsError(f"the file has no generated part: add the lines\n{BEGIN}\n{END}")
+    generated = reference() if generated is None else generated
+    return text[:start + len(BEGIN)] + "\n" + generated + text[end:]
