@@ -958,19 +958,27 @@ def cmd_schema(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_docs(args: argparse.Namespace, console: Console) -> int:
-    from .docs import reference, update_reference
+    from .docs import providers_table, reference, update_providers_table, update_reference
 
+    if args.providers:
+        generated = providers_table(_registry(_settings(args)))
+        def update(text: str) -> str:
+            return update_providers_table(text, generated)
+    else:
+        generated = reference()
+        update = update_reference
     if not (args.write or args.check):
-        console.out.write(reference())
+        console.out.write(generated)
         return EXIT_OK
     path = Path(args.write or args.check)
     try:
         current = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"{path}: {exc.strerror or exc}") from None
-    updated = update_reference(current)
+    updated = update(current)
+    flag = " --providers" if args.providers else ""
     if args.check:
-        return _compare(path, updated, f"genai docs --write {args.check}", console)
+        return _compare(path, updated, f"genai docs{flag} --write {args.check}", console)
     return _write(path, updated, console)
 
 
@@ -1302,11 +1310,13 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--check", metavar="FILE", help="exit 1 if FILE differs from the generated schema")
 
     sub = command(
-        "docs", cmd_docs, "the provider-file key reference (markdown)",
-        "Print the key reference of the provider-file format, generated from the engine's models, or update "
-        "the generated part of a markdown file (between its BEGIN/END GENERATED markers).",
+        "docs", cmd_docs, "the provider-file key reference, or the providers table (markdown)",
+        "Print the key reference of the provider-file format, generated from the engine's models (or with "
+        "--providers the table of providers, generated from their files and prices), or update the generated "
+        "part of a markdown file (between its BEGIN/END GENERATED markers).",
         "  genai docs | less\n  genai docs --write docs/provider-format.md\n"
-        "  genai docs --check docs/provider-format.md")
+        "  genai docs --check docs/provider-format.md\n  genai docs --providers --write README.md")
+    sub.add_argument("--providers", action="store_true", help="the providers table instead of the key reference")
     group = sub.add_mutually_exclusive_group()
     group.add_argument("--write", metavar="FILE", help="update the generated part of FILE")
     group.add_argument("--check", metavar="FILE", help="exit 1 if the generated part of FILE is out of date")

@@ -21,7 +21,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 BEGIN = "<!-- BEGIN GENERATED KEY REFERENCE (genai docs --write docs/provider-format.md) -->"
@@ -540,3 +540,58 @@ def update_reference(text: str, generated: str | None = None) -> str:
         raise DocsError(f"the file has no generated part: add the lines\n{BEGIN}\n{END}")
     generated = reference() if generated is None else generated
     return text[:start + len(BEGIN)] + "\n" + generated + text[end:]
+
+
+# -- the providers table ------------------------------------------------------------------------------
+PROVIDERS_BEGIN = "<!-- BEGIN GENERATED PROVIDERS TABLE (genai docs --providers --write README.md) -->"
+PROVIDERS_END = "<!-- END GENERATED PROVIDERS TABLE -->"
+
+
+def _json_output(registry: Any, name: str) -> str:
+    """Whether a JSON Schema given as ``output_schema`` reaches the provider, judged by rendering it."""
+    from .render import prepare, render
+    from .settings import Settings
+    from .types import CompletionRequest
+
+    spec = registry.spec(name)
+    if spec.backend is not None:
+        return "by its backend"
+    marker = "genai_docs_probe_field"
+    request = CompletionRequest(messages=[{"role": "user", "content": "x"}], model=spec.default_model or "model",
+                                output_schema={"type": "object", "properties": {marker: {"type": "string"}}})
+    settings = Settings(api_keys={name: SecretStr("key")}, provider_config={name: {k: "example" for k in spec.config}})
+    body = render(prepare(registry.compiled(name), settings), request).content.decode()
+    if marker not in body:
+        return "no"
+    # Escaped quotes around the marker: the schema travels as text inside a message.
+    return "JSON mode, schema in prompt" if f'\\"{marker}\\"' in body else "JSON Schema"
+
+
+def providers_table(registry: Any) -> str:
+    """The bundled providers as a markdown table, generated from their files and the price table."""
+    lines = ["| provider | auth env variable | stream format | JSON output | priced models |",
+             "|---|---|---|---|---|"]
+    for name in registry.names():
+        spec = registry.spec(name)
+        if spec.auth.type == "none":
+            auth = "none" if spec.backend is None else "AWS credential chain"
+        else:
+            auth = ", ".join(f"`{e}`" for e in spec.auth.env) or f"`{spec.key_env[0]}`"
+            auth += " (optional)" if spec.auth.optional else ""
+        stream = "backend" if spec.backend is not None else spec.stream.format.upper() if spec.stream else "none"
+        if spec.local:
+            priced = "local (free)"
+        else:
+            prices = registry.prices.models(name, spec.pricing)
+            ids = [m.id for m in spec.models]
+            priced = f"{sum(1 for i in ids if i in prices)} of {len(ids)}" if ids else "none listed"
+        lines.append(f"| `{name}` | {auth} | {stream} | {_json_output(registry, name)} | {priced} |")
+    return "\n".join(lines) + "\n"
+
+
+def update_providers_table(text: str, table: str) -> str:
+    """``text`` with the part between the providers-table markers replaced."""
+    start, end = text.find(PROVIDERS_BEGIN), text.find(PROVIDERS_END)
+    if start < 0 or end < start:
+        raise DocsError(f"the file has no '{PROVIDERS_BEGIN}' ... '{PROVIDERS_END}' markers")
+    return text[:start + len(PROVIDERS_BEGIN)] + "\n" + table + text[end:]

@@ -161,3 +161,14 @@ def test_cli_page_lists_every_command_and_exit_code() -> None:
         assert f"`genai {name}" in page, f"docs/cli.md does not mention genai {name}"
     for code in re.findall(r"^  (\d+) ", EXIT_CODES, re.M):
         assert f"\n| {code} |" in page
+
+
+def test_readme_providers_table_is_current() -> None:
+    from engine.docs import providers_table, update_providers_table
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    table = providers_table(Registry(Settings()))
+    assert update_providers_table(readme, table) == readme, (
+        "the providers table in README.md is out of date: run genai docs --providers --write README.md")
+    assert "| `openai` | `OPENAI_API_KEY` | SSE | JSON Schema |" in table
+    assert "| `ollama` | none | NDJSON |" in table and "local (free)" in table
