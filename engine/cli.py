@@ -53,9 +53,10 @@ environment:
 """
 
 # Where the local server serves each wire format, relative to its root (see engine/localserver.py).
-WIRE_PREFIX = {"openai": "/v1", "anthropic": "/v1", "ollama": ""}
+WIRE_PREFIX = {"openai": "/v1", "anthropic": "/v1", "ollama": "", "gemini": "/v1beta", "cohere": ""}
 # A provider whose `extends` chain does not end in one of those formats is matched by its request path.
-WIRE_PATHS = {"/chat/completions": "openai", "/messages": "anthropic", "/api/chat": "ollama"}
+WIRE_PATHS = {"/chat/completions": "openai", "/messages": "anthropic", "/api/chat": "ollama",
+              ":generateContent": "gemini", "/v2/chat": "cohere"}
 SERVER_ROUTES = ("/v1/", "/openai/", "/api/")
 
 
@@ -1324,7 +1325,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command(
         "demo", cmd_demo, "offline self-test: every provider against the bundled local server",
         "Offline self-test. Starts the bundled fake server (engine/localserver.py) on 127.0.0.1 and runs "
-        "every provider whose wire format it speaks (OpenAI, Anthropic, Ollama) end to end through the "
+        "every provider whose wire format it speaks (OpenAI, Anthropic, Ollama, Gemini, Cohere) end to end through the "
         "engine: request template, real HTTP over loopback, stream parsing, cost. Checks each reply against "
         "what the server sent and prints a table. No network, no API keys, no cost. Providers in other "
         "formats (and Python backends) are listed as skipped. Exit code 1 when a provider fails.",

@@ -14,6 +14,9 @@ Routes (HTTP/1.1, keep-alive, Content-Length or chunked request bodies):
   ``message_stop``). A forced tool (``tool_choice`` ``{"type": "tool"}`` or ``{"type": "any"}``) is
   answered with a ``tool_use`` block whose input is ``{"answer": <reply>}``.
 * ``POST /api/chat``: Ollama native chat; streams NDJSON unless ``"stream": false``.
+* ``POST /v1beta/models/{model}:generateContent`` and ``:streamGenerateContent`` (SSE with
+  ``alt=sse``): Google Gemini; JSON mode is ``generationConfig.responseMimeType: application/json``.
+* ``POST /v2/chat``: Cohere v2 chat, JSON or SSE (``event:`` line and ``data.type`` both name the event).
 
 Anything else -> 404 JSON. The reply text is deterministic, see `LocalServer.reply_for`. JSON mode
 (OpenAI ``response_format`` json_object/json_schema, Ollama ``format``, Anthropic ``output_config.format``
@@ -64,6 +67,9 @@ _MAX_BODY = 64 * 1024 * 1024
 _MAX_STALL = 30.0
 _CREATED_AT = "2026-01-01T00:00:00.000000Z"
 _AZURE_PATH = re.compile(r"/openai/(?:deployments/[^/]+/|v1/)chat/completions")
+_GEMINI_PATH = re.compile(r"/v1beta/models/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent)")
+_GEMINI_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+                  429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 _WORDS = re.compile(r"\s*\S+\s*")
 _HTML_502 = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
@@ -152,17 +158,23 @@ def _text_of(content: Any) -> str:
         return " ".join(t for t in (_text_of(part) for part in content) if t)
     if isinstance(content, dict):
         text = content.get("text")
-        return text if isinstance(text, str) else _text_of(content.get("content"))
+        return text if isinstance(text, str) else _text_of(content.get("content") or content.get("parts"))
     return ""
 
 
 def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     messages = body.get("messages")
-    return [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
+    if isinstance(messages, list):
+        return [m for m in messages if isinstance(m, dict)]
+    contents = body.get("contents")  # Gemini: {role: user|model, parts: [{text}]}
+    if isinstance(contents, list):
+        return [{"role": "assistant" if c.get("role") == "model" else "user", "content": c.get("parts")}
+                for c in contents if isinstance(c, dict)]
+    return []
 
 
 def _input_tokens(body: dict[str, Any]) -> int:
-    words = len(_text_of(body.get("system")).split())
+    words = len(_text_of(body.get("system")).split()) + len(_text_of(body.get("systemInstruction")).split())
     words += sum(len(_text_of(m.get("content")).split()) for m in _messages(body))
     return max(1, words)
 
@@ -185,6 +197,9 @@ def _json_mode(body: dict[str, Any]) -> bool:
         return True
     output_config = body.get("output_config")  # Anthropic structured outputs
     if isinstance(output_config, dict) and isinstance(output_config.get("format"), dict):
+        return True
+    generation = body.get("generationConfig")
+    if isinstance(generation, dict) and generation.get("responseMimeType") == "application/json":
         return True
     return bool(body.get("format")) or _forced_tool(body) is not None
 
@@ -286,6 +301,15 @@ def _full_body(call: _Call) -> dict[str, Any]:
             "stop_sequence": None,
             "usage": _usage_anthropic(call, call.output_tokens),
         }
+    if call.fmt == "gemini":
+        return _gemini_chunk(call, call.text, call.output_tokens, "STOP")
+    if call.fmt == "cohere":
+        return {
+            "id": f"local-{call.number:04d}",
+            "message": {"role": "assistant", "content": [{"type": "text", "text": call.text}]},
+            "finish_reason": "COMPLETE",
+            "usage": _usage_cohere(call),
+        }
     return {
         "model": call.model,
         "created_at": _CREATED_AT,
@@ -294,6 +318,23 @@ def _full_body(call: _Call) -> dict[str, Any]:
         "done": True,
         **_ollama_stats(call),
     }
+
+
+def _gemini_chunk(call: _Call, text: str, output_tokens: int, finish: str | None) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
+    if finish:
+        candidate["finishReason"] = finish
+    usage = {"promptTokenCount": call.input_tokens, "candidatesTokenCount": output_tokens,
+             "totalTokenCount": call.input_tokens + output_tokens}
+    return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": call.model,
+            "responseId": f"local{call.number:04d}"}
+
+
+def _usage_cohere(call: _Call) -> dict[str, Any]:
+    billed = {"input_tokens": call.input_tokens, "output_tokens": call.output_tokens}
+    # tokens also counts Cohere's own prompt template, billed_units does not.
+    return {"billed_units": billed, "tokens": {"input_tokens": call.input_tokens + 60,
+                                               "output_tokens": call.output_tokens}}
 
 
 def _sse(data: Any, event: str | None = None) -> bytes:
@@ -342,6 +383,21 @@ def _stream_events(call: _Call) -> list[bytes]:
             _sse({"type": "message_stop"}, "message_stop"),
         ]
         return events
+    if call.fmt == "gemini":  # cumulative usage in every event; the last one has the finishReason
+        last = len(call.deltas)
+        return [_sse(_gemini_chunk(call, d, i, "STOP" if i == last else None)).replace(b"\n", b"\r\n")
+                for i, d in enumerate(call.deltas, 1)]
+    if call.fmt == "cohere":
+        def event(kind: str, **fields: Any) -> bytes:
+            return _sse({"type": kind, **fields}, kind)
+
+        events = [event("message-start", id=f"local-{call.number:04d}", delta={"message": {
+            "role": "assistant", "content": [], "tool_plan": "", "tool_calls": [], "citations": []}}),
+            event("content-start", index=0, delta={"message": {"content": {"type": "text", "text": ""}}})]
+        events += [event("content-delta", index=0, delta={"message": {"content": {"text": d}}}) for d in call.deltas]
+        events += [event("content-end", index=0),
+                   event("message-end", delta={"finish_reason": "COMPLETE", "usage": _usage_cohere(call)})]
+        return events
     head = {"model": call.model, "created_at": _CREATED_AT}
     lines = [
         (_dumps({**head, "message": {"role": "assistant", "content": d}, "done": False}) + "\n").encode()
@@ -358,6 +414,10 @@ def _stream_error_event(fmt: str, message: str) -> bytes:
         return _sse({"error": {"message": message, "type": "server_error", "param": None, "code": None}})
     if fmt == "anthropic":
         return _sse({"type": "error", "error": {"type": "overloaded_error", "message": message}}, "error")
+    if fmt == "gemini":
+        return _sse({"error": {"code": 500, "message": message, "status": "INTERNAL"}})
+    if fmt == "cohere":
+        return _sse({"type": "message-end", "delta": {"finish_reason": "ERROR", "error": message}}, "message-end")
     return (_dumps({"error": message}) + "\n").encode()
 
 
@@ -370,6 +430,11 @@ def _error_body(fmt: str, status: int, message: str) -> dict[str, Any]:
         return {"type": "error", "error": {"type": kind, "message": message}}
     if fmt == "ollama":
         return {"error": message}
+    if fmt == "gemini":
+        return {"error": {"code": status, "message": message,
+                          "status": _GEMINI_STATUS.get(status, "INTERNAL" if status >= 500 else "INVALID_ARGUMENT")}}
+    if fmt == "cohere":
+        return {"id": "local-error", "message": message}
     if status == 429:
         kind, code = "requests", "rate_limit_exceeded"
     elif status >= 500:
@@ -388,6 +453,10 @@ def _route(path: str) -> str | None:
         return "anthropic"
     if path == "/api/chat":
         return "ollama"
+    if _GEMINI_PATH.fullmatch(path):
+        return "gemini"
+    if path == "/v2/chat":
+        return "cohere"
     return None
 
 
@@ -716,11 +785,13 @@ class LocalServer:
             return [text[a:b] for a, b in itertools.pairwise(cuts)]
         return _WORDS.findall(text) or [text]
 
-    def _make_call(self, fmt: str, body: dict[str, Any], number: int) -> _Call:
+    def _make_call(self, fmt: str, body: dict[str, Any], number: int, path: str = "") -> _Call:
         base, text = self._texts(body)
         model = body.get("model")
-        # Ollama streams unless told not to; the others only when asked.
+        # Ollama streams unless told not to; Gemini by its method; the others only when asked.
         stream = body.get("stream", True) is not False if fmt == "ollama" else body.get("stream") is True
+        if fmt == "gemini" and (match := _GEMINI_PATH.fullmatch(path)):
+            model, stream = match["model"], match["method"] == "streamGenerateContent"
         options = body.get("stream_options")
         return _Call(
             fmt=fmt,
@@ -776,7 +847,7 @@ class LocalServer:
                 raise _Drop
             return await self._send_json(writer, request, 400,
                                          _error_body(fmt, 400, "request body must be a JSON object"), extra)
-        call = self._make_call(fmt, body, number)
+        call = self._make_call(fmt, body, number, request.path)
 
         if kind == "reset" and not call.stream:
             _hard_reset(writer)

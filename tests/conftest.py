@@ -138,6 +138,6 @@ def local_server() -> Iterator[LocalServer]:
 
 def server_settings(server: LocalServer, **overrides: Any) -> Settings:
     """Settings pointing every bundled provider at the local server."""
-    paths = {"anthropic": "/v1", "ollama": ""}
+    paths = {"anthropic": "/v1", "ollama": "", "gemini": "/v1beta", "cohere": ""}
     base_urls = {name: server.base_url + paths.get(name, "/v1") for name in list_providers(Settings())}
     return make_settings(base_urls=base_urls, **overrides)
