@@ -493,6 +493,7 @@ class LocalServer:
         self.port = port
         self.base_url = ""
         self.requests: list[RecordedRequest] = []
+        self.connections = 0  # accepted so far: shows whether clients reuse their connections
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -607,6 +608,7 @@ class LocalServer:
         if task is not None:
             self._tasks.add(task)
         self._writers.add(writer)
+        self.connections += 1
         sock = writer.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):

@@ -244,9 +244,11 @@ class HTTPProvider(LLMProvider):
         try:
             try:
                 async for chunk in response.aiter_bytes():
+                    if state.ended:
+                        continue  # read to the end of the body so the connection goes back to the pool
                     for delta in state.feed(chunk):
                         yield delta
-                    if state.finished:
+                    if state.error is not None:
                         break
                 else:
                     for delta in state.close():

@@ -239,3 +239,14 @@ def test_empty_answer_with_a_finish_reason_is_a_success() -> None:
     result = _complete("gemini", httpx.Response(200, json=body))
     assert result.success and result.content == "" and result.finish_reason == "MAX_TOKENS"
     assert result.output_tokens == 10 and result.reasoning_tokens == 10
+
+
+@pytest.mark.parametrize("provider", NATIVE)
+def test_streams_give_their_connection_back_to_the_pool(local_server: LocalServer, provider: str) -> None:
+    async def go() -> list[bool]:
+        async with get_provider(provider, server_settings(local_server)) as instance:
+            return [(await instance.stream_complete(request(provider)).final()).success for _ in range(3)]
+
+    before = local_server.connections
+    assert asyncio.run(go()) == [True] * 3
+    assert local_server.connections - before == 1, "each stream opened a new connection"
