@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint golden bench clean
+.PHONY: demo test lint golden bench bench-setup clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python >= 3.11 is needed (set PYTHON=python3.11)") if sys.version_info < (3, 11) else None'
@@ -23,6 +23,13 @@ test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(PY) -m ruff check engine tests bench
 	$(PY) -m mypy
+
+bench: $(VENV)/.installed  ## engine overhead vs raw httpx and peers (bench/README.md), ~5 min on 2 cores
+	$(PY) -m bench
+
+bench-setup:  ## optional peers for `make bench` (openai, litellm, httpx2, aiohttp), in their own venv
+	$(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/pip install --quiet -e '.[bench]'
 
 golden: $(VENV)/.installed
 	$(PY) -m pytest -q tests/test_catalog.py --update-golden

@@ -158,7 +158,8 @@ class HTTPProvider(LLMProvider):
     @property
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = new_client(self.settings.timeout, self.settings.connect_timeout)
+            self._client = new_client(self.settings.timeout, self.settings.connect_timeout,
+                                      self.settings.http_transport)
         return self._client
 
     def render(self, request: CompletionRequest, stream: bool | None = None) -> HTTPRequest:

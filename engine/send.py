@@ -44,11 +44,15 @@ class SendError(Exception):
         self.message, self.kind = message, kind
 
 
-def new_client(timeout: float, connect_timeout: float) -> httpx.AsyncClient:
-    """The client a provider uses when the caller does not pass one."""
+def new_client(timeout: float, connect_timeout: float, transport: str = "auto") -> httpx.AsyncClient:
+    """The client a provider uses when the caller does not pass one (see `engine.transport`)."""
+    from .transport import pool_transport
+
+    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout, connect=connect_timeout),
-        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+        limits=limits,
+        transport=pool_transport(transport, limits),
         headers={"user-agent": "genai-engine/0.1"},
     )
 

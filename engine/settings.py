@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     default_model: str | None = Field(default=None, description="'provider/model' used when none is given.")
     timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for the provider (read/write/pool).")
     connect_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for a connection.")
+    http_transport: Literal["auto", "httpcore2", "httpx"] = Field(
+        default="auto",
+        description="Connection pool: httpcore2 (faster under concurrency), httpx's own, or auto: httpcore2 "
+                    "unless respx is loaded (so respx mocks intercept the engine's calls in tests).",
+    )
     max_retries: int = Field(default=2, ge=0, description="Retries on connection errors, 408, 409, 429, 5xx.")
     retry_initial_delay: float = Field(default=0.5, ge=0, description="First backoff delay in seconds.")
     retry_max_delay: float = Field(default=8.0, ge=0, description="Longest backoff delay in seconds.")

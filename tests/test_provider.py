@@ -21,6 +21,13 @@ MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "ollama": "l
 NATIVE = ("openai", "anthropic", "ollama", "gemini", "cohere")
 
 
+@pytest.fixture(autouse=True, params=["httpcore2", "httpx"])
+def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs over both connection pools (respx, loaded here, would make auto pick httpx)."""
+    monkeypatch.setenv("GENAI_HTTP_TRANSPORT", request.param)
+    return str(request.param)
+
+
 def request(provider: str, text: str = "tell me something", **kw: Any) -> CompletionRequest:
     return CompletionRequest(messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": text}],
                              model=MODELS.get(provider), **kw)
@@ -145,7 +152,7 @@ def test_connection_refused_is_a_connection_error() -> None:
 def test_retry_after_http_date_and_x_should_retry_false() -> None:
     route = respx.post("https://api.openai.com/v1/chat/completions")
     route.side_effect = [httpx.Response(503, headers={"x-should-retry": "false"}, json={"error": {"message": "no"}})]
-    settings = make_settings()
+    settings = make_settings(http_transport="httpx")
 
     async def go() -> CompletionResponse:
         async with get_provider("openai", settings) as provider:
@@ -161,7 +168,7 @@ def test_api_key_echoed_by_a_provider_is_scrubbed() -> None:
     respx.post("https://api.openai.com/v1/chat/completions").mock(return_value=httpx.Response(401, json=body))
 
     async def go() -> CompletionResponse:
-        async with get_provider("openai", make_settings()) as provider:
+        async with get_provider("openai", make_settings(http_transport="httpx")) as provider:
             return await provider.complete(request("openai"))
 
     result = asyncio.run(go())
@@ -176,7 +183,7 @@ def test_200_without_content_is_an_invalid_response() -> None:
         return_value=httpx.Response(200, json={"id": "x", "choices": []}))
 
     async def go() -> CompletionResponse:
-        async with get_provider("openai", make_settings()) as provider:
+        async with get_provider("openai", make_settings(http_transport="httpx")) as provider:
             return await provider.complete(request("openai"))
 
     result = asyncio.run(go())
@@ -190,7 +197,7 @@ def test_no_usage_reported_means_none_not_zero() -> None:
         200, json={"model": "gpt-4o", "choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}]}))
 
     async def go() -> CompletionResponse:
-        async with get_provider("openai", make_settings()) as provider:
+        async with get_provider("openai", make_settings(http_transport="httpx")) as provider:
             return await provider.complete(request("openai"))
 
     result = asyncio.run(go())
@@ -250,3 +257,17 @@ def test_streams_give_their_connection_back_to_the_pool(local_server: LocalServe
     before = local_server.connections
     assert asyncio.run(go()) == [True] * 3
     assert local_server.connections - before == 1, "each stream opened a new connection"
+
+
+def test_default_pool_is_httpcore2_and_auto_yields_to_respx(tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = ("import engine{}; p = engine.get_provider('ollama');"
+            "print(type(p.client._transport).__name__)")
+    for extra, expected in (("", "Httpcore2Transport"), (", respx", "AsyncHTTPTransport")):
+        env = {k: v for k, v in os.environ.items() if k != "GENAI_HTTP_TRANSPORT"}
+        out = subprocess.run([sys.executable, "-c", code.format(extra)], capture_output=True, text=True,
+                             timeout=60, check=True, cwd=tmp_path, env=env).stdout.strip()
+        assert out == expected
