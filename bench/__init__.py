@@ -1,0 +1,1 @@
+"""Benchmarks: the engine's own overhead next to raw httpx and the libraries people use (see README.md)."""
