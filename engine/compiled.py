@@ -14,7 +14,7 @@ from .errors import ProviderFileError
 from .jsonpath import Extractor, JSONPathError
 from .loader import ProviderSource, locate, value_line
 from .spec import PathSpec, ProviderSpec, StreamRule
-from .templates import TemplateSyntaxError, compile_template
+from .templates import TemplateSyntaxError, compile_template, outputs_one_value
 
 Render = Callable[[Mapping[str, Any]], str]
 
@@ -58,6 +58,7 @@ class CompiledProvider:
     headers: dict[str, Render] = field(default_factory=dict)
     auth_value: Render | None = None
     body: Render | None = None
+    body_is_json: bool = False  # the body template prints one tojson value: its output needs no check
     response: dict[str, Extractor] = field(default_factory=dict)
     error_message: Extractor | None = None
     error_type: Extractor | None = None
@@ -129,6 +130,7 @@ class _Compiler:
                                 for k, v in request.headers.items()}
             if request.body is not None:
                 compiled.body = self.template(request.body, "body", ["request", "body"])
+                compiled.body_is_json = outputs_one_value(request.body)
         if spec.response is not None:
             compiled.response = {
                 name: self.path(value, ["response", name])

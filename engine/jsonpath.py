@@ -1,9 +1,11 @@
 """JSONPath expressions, compiled once per provider.
 
-Plain paths (``$.choices[0].delta.content``, ``$['key']``) become a tuple of
-keys walked directly: they are most of what provider files use, and they run on
-every stream chunk. Anything richer (wildcards, filters, slices) goes to
-jsonpath-ng's extended parser, imported only then.
+Plain paths (``$.choices[0].delta.content``, ``$['key']``, ``[*]`` and simple
+filters such as ``[?(@.type == 'text')]``) become a tuple of steps walked
+directly: they are what provider files use, and they run on every stream chunk.
+Anything richer (slices, boolean filters, functions) goes to jsonpath-ng's
+extended parser, imported only then. The walker follows jsonpath-ng's (RFC 9535)
+comparison rules, and tests check that both agree.
 """
 
 from __future__ import annotations
@@ -13,8 +15,41 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-_STEP = re.compile(r"""\.([A-Za-z_][\w-]*)|\[(-?\d+)\]|\[(?:'([^'\\]*)'|"([^"\\]*)")\]|(\[\*\]|\.\*)""")
+_STEP = re.compile(
+    r"""\.([A-Za-z_][\w-]*)|\[(-?\d+)\]|\[(?:'([^'\\]*)'|"([^"\\]*)")\]|(\[\*\]|\.\*)"""
+    r"""|\[\?\(@\.([A-Za-z_][\w-]*)\s*(==|!=)\s*('[^'\\]*'|"[^"\\]*"|true|false|null|-?\d+(?:\.\d+)?)\s*\)\]"""
+)
 WILDCARD = object()
+_LITERALS = {"true": True, "false": False, "null": None}
+
+
+class _Filter:
+    """``[?(@.key == literal)]`` / ``!=``: keeps the children (list items or mapping values) that match."""
+
+    __slots__ = ("equal", "key", "literal")
+
+    def __init__(self, key: str, op: str, literal: str) -> None:
+        self.key, self.equal = key, op == "=="
+        if literal in _LITERALS:
+            self.literal: Any = _LITERALS[literal]
+        elif literal[0] in "'\"":
+            self.literal = literal[1:-1]
+        else:
+            self.literal = float(literal) if "." in literal else int(literal)
+
+    def keeps(self, child: Any) -> bool:
+        if not isinstance(child, dict) or self.key not in child:
+            return not self.equal  # a missing member is unequal to everything, null included
+        value, literal = child[self.key], self.literal
+        if literal is None:
+            same = value is None
+        elif isinstance(value, bool) or isinstance(literal, bool):
+            same = value is literal  # booleans are never numbers
+        elif isinstance(literal, str):
+            same = isinstance(value, str) and value == literal
+        else:
+            same = isinstance(value, int | float) and value == literal
+        return same is self.equal
 
 
 class JSONPathError(ValueError):
@@ -30,8 +65,10 @@ def _plain_steps(expression: str) -> tuple[Any, ...] | None:
         match = _STEP.match(expression, pos)
         if not match:
             return None
-        name, index, quoted1, quoted2, wildcard = match.groups()
-        if wildcard is not None:
+        name, index, quoted1, quoted2, wildcard, key, op, literal = match.groups()
+        if key is not None:
+            steps.append(_Filter(key, op, literal))
+        elif wildcard is not None:
             steps.append(WILDCARD)
         elif index is not None:
             steps.append(int(index))
@@ -42,7 +79,7 @@ def _plain_steps(expression: str) -> tuple[Any, ...] | None:
 
 
 def _walker(steps: tuple[Any, ...]) -> Callable[[Any], list[Any]]:
-    if WILDCARD in steps:
+    if any(step is WILDCARD or isinstance(step, _Filter) for step in steps):
         return _fan_out(steps)
 
     def find(data: Any) -> list[Any]:
@@ -77,6 +114,9 @@ def _fan_out(steps: tuple[Any, ...]) -> Callable[[Any], list[Any]]:
                         following.extend(item)
                     elif isinstance(item, dict):
                         following.extend(item.values())
+                elif isinstance(step, _Filter):
+                    children = item if isinstance(item, list) else item.values() if isinstance(item, dict) else ()
+                    following.extend(child for child in children if step.keeps(child))
                 elif type(step) is int:
                     if isinstance(item, list) and -len(item) <= step < len(item):
                         following.append(item[step])

@@ -170,12 +170,13 @@ def render(prepared: Prepared, request: CompletionRequest, stream: bool | None =
             text = compiled.body(context)
         except (TemplateError, ValueError, TypeError) as exc:
             raise TemplateRenderError(f"{compiled.file}: request.body: {exc}") from exc
-        try:
-            json.loads(text)
-        except ValueError as exc:
-            raise TemplateRenderError(
-                f"{compiled.file}: request.body rendered invalid JSON ({exc}): {text[:200]!r}"
-            ) from exc
+        if not compiled.body_is_json:
+            try:
+                json.loads(text)
+            except ValueError as exc:
+                raise TemplateRenderError(
+                    f"{compiled.file}: request.body rendered invalid JSON ({exc}): {text[:200]!r}"
+                ) from exc
         content = text.encode()
     return HTTPRequest(compiled.spec.request.method if compiled.spec.request else "POST", url,
                        dict(prepared.headers), content, prepared.secret_headers, prepared.secret_params)

@@ -150,6 +150,29 @@ def environment(kind: str) -> ImmutableSandboxedEnvironment:
     return env
 
 
+def outputs_one_value(source: str) -> bool:
+    """Whether a body template prints exactly one value (and otherwise only whitespace and ``set``s).
+
+    Every printed value of a body template is ``tojson`` output, so such a template
+    always renders valid JSON and the engine can skip checking each rendered body.
+    """
+    from jinja2 import nodes
+
+    values = 0
+    for node in environment("body").parse(source).body:
+        if isinstance(node, nodes.Assign):
+            continue
+        if not isinstance(node, nodes.Output):
+            return False
+        for child in node.nodes:
+            if isinstance(child, nodes.TemplateData):
+                if child.data.strip():
+                    return False
+            else:
+                values += 1
+    return values == 1
+
+
 @cache
 def compile_template(source: str, kind: str) -> Callable[[Mapping[str, Any]], str]:
     """Compile once; returns a render function. Source without Jinja markup stays a constant.

@@ -160,3 +160,16 @@ def test_required_config_is_demanded_only_where_a_template_needs_it() -> None:
     settings = make_settings(provider_config={}, base_urls={"azure-openai": "https://proxy.example/azure"})
     rendered = render_request("azure-openai", request, settings)
     assert rendered.url.startswith("https://proxy.example/azure/openai/deployments/my-deployment/chat/completions?")
+
+
+@pytest.mark.parametrize(("source", "one_value"), [
+    ("{{ x | tojson }}", True),
+    ("{% set y = {'a': x} %}\n  {{ y | tojson }}\n", True),
+    ('{"a": {{ x | tojson }}}', False),
+    ("{{ x | tojson }}{{ y | tojson }}", False),
+    ("{% if x %}{{ x | tojson }}{% endif %}", False),
+])
+def test_bodies_that_print_one_tojson_value_skip_the_json_check(source: str, one_value: bool) -> None:
+    from engine.templates import outputs_one_value
+
+    assert outputs_one_value(source) is one_value
