@@ -839,12 +839,7 @@ def _snapshot(found: dict[str, list[ProviderSource]], settings: Settings) -> Reg
     """A registry over sources already read (so one broken file does not hide the others)."""
     from .registry import Registry
 
-    class Snapshot(Registry):
-        @property
-        def found(self) -> dict[str, list[ProviderSource]]:
-            return found
-
-    return Snapshot(settings, folders=[])
+    return Registry(settings, found=found)
 
 
 def _render_problem(exc: TemplateRenderError, compiled: CompiledProvider) -> Problem:

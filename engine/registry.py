@@ -35,10 +35,12 @@ def _settings(settings: Settings | None) -> Settings:
 class Registry:
     """Providers found in the bundled folder plus the settings' folders."""
 
-    def __init__(self, settings: Settings | None = None, *, folders: list[Path] | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *, folders: list[Path] | None = None,
+                 found: dict[str, list[ProviderSource]] | None = None) -> None:
+        """``found``: provider files already read (as `loader.discover` returns them), instead of ``folders``."""
         self._settings = settings
         self._folders = folders
-        self._found: dict[str, list[ProviderSource]] | None = None
+        self._found = found
         self._specs: dict[str, ProviderSpec] = {}
         self._compiled: dict[str, CompiledProvider] = {}
         self._prices: PriceTable | None = None
