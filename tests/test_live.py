@@ -1,4 +1,9 @@
-"""Real calls to real providers, one per bundled HTTP provider; each runs only when its API key is set.
+"""Real calls to real providers, one per bundled HTTP provider; each runs only when it is configured.
+
+A hosted provider runs when its API key is set (e.g. ``GROQ_API_KEY``); a local server (ollama, vllm,
+llama.cpp, LM Studio) when ``GENAI_<NAME>_BASE_URL`` points at a running one; Azure OpenAI when its key,
+``AZURE_OPENAI_RESOURCE`` and ``GENAI_LIVE_AZURE_OPENAI_MODEL`` (a deployment name) are set.
+``GENAI_LIVE_<NAME>_MODEL`` picks another model than the provider's default.
 
     GROQ_API_KEY=... pytest -m live tests/test_live.py
 """
@@ -9,28 +14,42 @@ import pytest
 
 from engine import Engine, Settings
 from engine.registry import Registry
+from engine.spec import env_name
 
 REGISTRY = Registry(Settings())
-PAID = [n for n in REGISTRY.names() if not REGISTRY.spec(n).local and REGISTRY.spec(n).backend is None
-        and REGISTRY.spec(n).default_model and REGISTRY.spec(n).auth.type != "none"]
+HTTP = [name for name in REGISTRY.names() if REGISTRY.spec(name).backend is None]
 
 
-def key_is_set(name: str) -> bool:
-    settings = Settings()
-    return settings.api_key(name, REGISTRY.spec(name).key_env) is not None
+def live_model(provider: str) -> str | None:
+    """The model to call, or None when the provider is not configured for live calls here."""
+    settings, spec = Settings(), REGISTRY.spec(provider)
+    if spec.local or spec.auth.type == "none":
+        if not settings.env(env_name(provider, "BASE_URL")):
+            return None
+    elif settings.api_key(provider, spec.key_env) is None:
+        return None
+    if any(var.required and not settings.env(env_name(provider, key)) and not any(settings.env(e) for e in var.env)
+           for key, var in spec.config.items()):
+        return None
+    return settings.env(f"GENAI_LIVE_{env_name(provider, 'MODEL')[6:]}") or spec.default_model
 
 
 @pytest.mark.live
-@pytest.mark.parametrize("provider", PAID)
+@pytest.mark.parametrize("provider", HTTP)
 def test_real_call(provider: str) -> None:
-    if not key_is_set(provider):
-        pytest.skip(f"set {' or '.join(REGISTRY.spec(provider).key_env)} to run")
+    model = live_model(provider)
+    if model is None:
+        spec = REGISTRY.spec(provider)
+        how = " or ".join(spec.key_env) if not spec.local else env_name(provider, "BASE_URL")
+        pytest.skip(f"not configured for live calls: set {how} (see this module's docstring)")
     with Engine() as engine:
-        reply = engine.complete(provider, "Reply with the single word: pong", max_tokens=400, temperature=0)
+        reply = engine.complete(f"{provider}/{model}", "Reply with the single word: pong", max_tokens=400,
+                                temperature=0)
         assert reply.success, reply.error
         assert "pong" in reply.content.lower()
         assert reply.input_tokens and reply.output_tokens
-        stream = engine.stream(provider, "Count from 1 to 5, digits separated by spaces.", max_tokens=400)
+        stream = engine.stream(f"{provider}/{model}", "Count from 1 to 5, digits separated by spaces.",
+                               max_tokens=400)
         text = "".join(stream)
         assert stream.response is not None and stream.response.success, stream.response
         assert "3" in text and stream.response.content == text
@@ -38,7 +57,7 @@ def test_real_call(provider: str) -> None:
 
 @pytest.mark.live
 def test_seed_groq_example() -> None:
-    if not key_is_set("groq"):
+    if live_model("groq") is None:
         pytest.skip("set GROQ_API_KEY to run")
     with Engine() as engine:
         reply = engine.complete("groq/llama-3.3-70b-versatile", "Say hello.", max_tokens=20)

@@ -173,3 +173,12 @@ def test_bodies_that_print_one_tojson_value_skip_the_json_check(source: str, one
     from engine.templates import outputs_one_value
 
     assert outputs_one_value(source) is one_value
+
+
+def test_api_key_in_a_query_parameter_is_sent_and_redacted(tmp_path: Path) -> None:
+    rendered = render_example(tmp_path, "auth:\n  type: query\n  query_param: key\n  value: '{{ api_key }}'\n")
+    assert rendered.url == f"https://api.example.com/v1/chat/completions?key={TEST_KEY}"
+    assert "Authorization" not in rendered.headers
+    shown = rendered.to_dict()
+    assert shown["url"] == "https://api.example.com/v1/chat/completions?key=%2A%2A%2A"
+    assert TEST_KEY not in repr(rendered) and TEST_KEY not in str(shown)
