@@ -449,6 +449,11 @@ def cmd_providers(args: argparse.Namespace, console: Console) -> int:
         console.print(_json(listing))
     else:
         console.table(["PROVIDER", "MODELS", "DEFAULT MODEL", "API KEY", "STREAM", "DESCRIPTION"], rows, right=[1])
+    return _report_broken(broken, console)
+
+
+def _report_broken(broken: list[Any], console: Console) -> int:
+    """After a listing: one line per provider file that failed to load, and the exit code."""
     for problem in broken:
         console.error(_one_line(problem))
     return EXIT_FAILED if broken else EXIT_OK
@@ -562,9 +567,7 @@ def cmd_models(args: argparse.Namespace, console: Console) -> int:
                       right=range(1, 6))
         if any_model:
             console.note(f"no model list (any model id the server knows): {', '.join(any_model)}")
-    for problem in broken:
-        console.error(_one_line(problem))
-    return EXIT_FAILED if broken else EXIT_OK
+    return _report_broken(broken, console)
 
 
 def cmd_pricing(args: argparse.Namespace, console: Console) -> int:
