@@ -27,6 +27,9 @@ class CompiledRule:
     """A stream rule with its paths compiled; ``fields`` holds only the keys the rule sets."""
 
     fields: tuple[tuple[str, Extractor], ...]
+    # The same fields grouped by the top-level key their paths start with, so that one check
+    # skips a group whose key is absent or null (OpenAI's "usage": null on every content chunk).
+    groups: tuple[tuple[str | None, tuple[tuple[str, Extractor], ...]], ...]
     delta: Extractor | None
     reasoning_delta: Extractor | None
     error: bool
@@ -107,8 +110,13 @@ class _Compiler:
         )
         end_when = self.path(rule.end, [*key_path, "end"]) if isinstance(rule.end, str) else None
         deltas = {n: e for n, e in fields if n in ("delta", "reasoning_delta")}
-        return CompiledRule(tuple(f for f in fields if f[0] not in deltas), deltas.get("delta"),
-                            deltas.get("reasoning_delta"), rule.error, rule.end is True, end_when)
+        values = tuple(f for f in fields if f[0] not in deltas)
+        grouped: dict[str | None, list[tuple[str, Extractor]]] = {}
+        for name, extractor in values:
+            grouped.setdefault(extractor.head, []).append((name, extractor))
+        groups = tuple((head, tuple(members)) for head, members in grouped.items())
+        return CompiledRule(values, groups, deltas.get("delta"), deltas.get("reasoning_delta"), rule.error,
+                            rule.end is True, end_when)
 
     def compile(self) -> CompiledProvider:
         spec = self.spec

@@ -146,11 +146,15 @@ def compile_one(expression: str) -> Callable[[Any], list[Any]]:
 class Extractor:
     """One field's JSONPath alternatives: the first that finds a non-null value wins."""
 
-    __slots__ = ("_finders", "expressions")
+    __slots__ = ("_finders", "expressions", "head")
 
     def __init__(self, expressions: str | Sequence[str]) -> None:
         self.expressions = [expressions] if isinstance(expressions, str) else list(expressions)
         self._finders = [compile_one(e) for e in self.expressions]
+        heads = {steps[0] if steps and type(steps[0]) is str else None
+                 for steps in (_plain_steps(e.strip()) for e in self.expressions)}
+        # The top-level key every alternative starts with: no match is possible without it.
+        self.head: str | None = heads.pop() if len(heads) == 1 else None
 
     def value(self, data: Any) -> Any:
         """The first non-null match, or ``None``."""
@@ -169,6 +173,14 @@ class Extractor:
             values = [v for v in find(data) if v is not None]
             if values:
                 return "".join(v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for v in values)
+        return None
+
+    def strings(self, data: Any) -> str | None:
+        """Like `text`, counting only string matches: a stream delta is a piece of text, never a structure."""
+        for find in self._finders:
+            values = [v for v in find(data) if type(v) is str]
+            if values:
+                return values[0] if len(values) == 1 else "".join(values)
         return None
 
     def found(self, data: Any) -> bool:

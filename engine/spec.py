@@ -147,8 +147,12 @@ class ErrorSpec(_Strict):
 class StreamRule(_Strict):
     """What one kind of stream event carries. Usage values: the last one reported wins."""
 
-    delta: PathSpec | None = Field(default=None, description="Path of the text this event adds to the reply.")
-    reasoning_delta: PathSpec | None = Field(default=None, description="Path of the reasoning text this event adds.")
+    delta: PathSpec | None = Field(
+        default=None, description="Path of the text this event adds to the reply (only string values count).",
+    )
+    reasoning_delta: PathSpec | None = Field(
+        default=None, description="Path of the reasoning text this event adds (only string values count).",
+    )
     model: PathSpec | None = Field(default=None, description="Path of the model that answers.")
     finish_reason: PathSpec | None = Field(default=None, description="Path of the reason the reply ended.")
     input_tokens: PathSpec | None = Field(default=None, description="Path of the input token count.")

@@ -157,17 +157,20 @@ class StreamState:
             rule = self._rule(name, payload)
             if rule is None:
                 continue
-            for field, extractor in rule.fields:
-                value = extractor.value(payload)
-                if value is not None:
-                    self.values[field] = value
+            for head, fields in rule.groups:
+                if head is not None and (type(payload) is not dict or payload.get(head) is None):
+                    continue
+                for field, extractor in fields:
+                    value = extractor.value(payload)
+                    if value is not None:
+                        self.values[field] = value
             if rule.delta is not None:
-                delta = rule.delta.text(payload)
+                delta = rule.delta.strings(payload)
                 if delta:
                     self.parts.append(delta)
                     deltas.append(delta)
             if rule.reasoning_delta is not None:
-                thought = rule.reasoning_delta.text(payload)
+                thought = rule.reasoning_delta.strings(payload)
                 if thought:
                     self.reasoning.append(thought)
             if rule.error or "error_message" in self.values:

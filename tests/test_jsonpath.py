@@ -75,3 +75,12 @@ def test_alternatives_first_non_null_wins_and_text_joins() -> None:
     assert extractor.value(doc) == "a" and extractor.text(doc) == "ab"
     assert Extractor("$.obj").text({"obj": {"k": "é"}}) == '{"k": "é"}'
     assert Extractor("$.null").found({"null": None}) and not Extractor("$.nope").found({})
+
+
+def test_stream_deltas_count_only_strings() -> None:
+    delta = Extractor(["$.content[?(@.type == 'text')].text", "$.content"])
+    assert delta.strings({"content": "plain"}) == "plain"
+    assert delta.strings({"content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}) == "ab"
+    thinking_only = {"content": [{"type": "thinking", "thinking": [{"text": "hmm"}]}]}
+    assert delta.strings(thinking_only) is None  # the list itself is never a delta
+    assert delta.text(thinking_only) is not None  # while text() renders structures as JSON
