@@ -48,7 +48,7 @@ def test_model_without_price_costs_none_and_the_call_still_succeeds() -> None:
 
     request = CompletionRequest(messages=[{"role": "user", "content": "x"}], model="gpt-9-unreleased")
     result = asyncio.run(replay(registry, "openai", request, 200, body))
-    # The response names a priced snapshot's base model? No: gpt-4o-mini-2024-07-18 is not listed either.
+    # Neither the requested model nor the dated snapshot the response names has a price.
     assert result.success and result.cost_usd is None and result.input_tokens == 1117
 
 
