@@ -19,7 +19,8 @@ from .templates import TemplateSyntaxError, compile_template, outputs_one_value
 Render = Callable[[Mapping[str, Any]], str]
 
 USAGE_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
-RULE_FIELDS = ("delta", "reasoning_delta", "model", "finish_reason", *USAGE_FIELDS, "error_message", "error_type")
+RULE_FIELDS = ("delta", "reasoning_delta", "model", "finish_reason", *USAGE_FIELDS, "cost", "error_message",
+               "error_type")
 
 
 @dataclass(slots=True)
@@ -142,7 +143,7 @@ class _Compiler:
         if spec.response is not None:
             compiled.response = {
                 name: self.path(value, ["response", name])
-                for name in ("content", "reasoning", "model", "finish_reason", *USAGE_FIELDS)
+                for name in ("content", "reasoning", "model", "finish_reason", *USAGE_FIELDS, "cost")
                 if (value := getattr(spec.response, name)) is not None
             }
         if spec.errors.message is not None:

@@ -183,6 +183,10 @@ response:   # an API that leaves zero counts out of its usage object
   cached_input_tokens: $.usage.cached_tokens
   usage_omits_zeros: true
 """,
+        """response:   # OpenRouter bills in USD and says how much: that figure is the cost
+  content: $.choices[0].message.content
+  cost: $.usage.cost
+""",
     ],
     "ErrorSpec": [
         """\
@@ -230,6 +234,7 @@ stream:
     reasoning_tokens: $.usage.completion_tokens_details.reasoning_tokens
     error_message: $.error.message
     error_type: [$.error.code, $.error.type]
+    cost: $.usage.cost   # OpenRouter's billed cost, in its last chunk
 """,
         """\
 stream:

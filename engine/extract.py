@@ -40,6 +40,15 @@ def _int(value: Any) -> int | None:
         return None
 
 
+def number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
 def unify_usage(raw: dict[str, Any], flags: ResponseSpec | None) -> Usage:
     """Token counts made comparable: input includes cached tokens, output includes reasoning."""
     counts = {name: _int(raw.get(name)) for name in USAGE_FIELDS}
@@ -60,6 +69,7 @@ class Extracted:
     content: str | None
     content_found: bool
     reasoning: str | None
+    cost: float | None
     model: str | None
     finish_reason: str | None
     usage: Usage
@@ -81,6 +91,7 @@ def extract_response(compiled: CompiledProvider, payload: Any) -> Extracted:
         # An empty answer with a finish reason (a length or safety stop) is an answer, not a broken body.
         content_found=content is not None or content_path.found(payload) or finish is not None,
         reasoning=paths["reasoning"].text(payload) if "reasoning" in paths else None,
+        cost=number(paths["cost"].value(payload)) if "cost" in paths else None,
         model=model if isinstance(model, str) else None,
         finish_reason=None if finish is None else str(finish),
         usage=unify_usage(raw, compiled.spec.response),

@@ -16,7 +16,7 @@ import httpx
 
 from .compiled import USAGE_FIELDS, CompiledProvider
 from .errors import ErrorKind
-from .extract import error_details, extract_response, http_error, kind_for, scrub, unify_usage
+from .extract import error_details, extract_response, http_error, kind_for, number, scrub, unify_usage
 from .pricing import PriceTable, Usage, cost_of, to_float
 from .render import prepare, render, resolve_model
 from .send import RetryPolicy, SendError, describe, new_client, send
@@ -122,14 +122,16 @@ class LLMProvider(ABC):
         )
 
     def finish(self, *, content: str, model: str | None, requested: str, usage: Usage, finish_reason: Any,
-               started: float, status_code: int | None, raw: Any, reasoning: str | None = None) -> CompletionResponse:
-        """A successful response, costed."""
+               started: float, status_code: int | None, raw: Any, reasoning: str | None = None,
+               billed: float | None = None) -> CompletionResponse:
+        """A successful response, costed: the provider's billed cost if it reports one, else the price table."""
         return CompletionResponse(
             content=content, reasoning=reasoning, model=model or requested, provider=self.name, success=True,
             status_code=status_code, finish_reason=_str(finish_reason),
             input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
             cached_input_tokens=usage.cached_input_tokens, cache_write_tokens=usage.cache_write_tokens,
-            reasoning_tokens=usage.reasoning_tokens, cost_usd=self.cost((model, requested), usage),
+            reasoning_tokens=usage.reasoning_tokens,
+            cost_usd=billed if billed is not None else self.cost((model, requested), usage),
             latency_ms=(time.perf_counter() - started) * 1000, raw_response=raw,
         )
 
@@ -214,6 +216,7 @@ class HTTPProvider(LLMProvider):
         return self.finish(content=extracted.content or "", reasoning=extracted.reasoning, model=extracted.model,
                            requested=model,
                            usage=extracted.usage, finish_reason=extracted.finish_reason, started=started,
+                           billed=extracted.cost,
                            status_code=response.status_code, raw=payload)
 
     def stream_complete(self, request: CompletionRequest) -> StreamResponse:
@@ -278,5 +281,6 @@ class HTTPProvider(LLMProvider):
         return self.finish(content=state.content, reasoning="".join(state.reasoning) or None,
                            model=reported if isinstance(reported, str) else None,
                            requested=model, usage=usage, finish_reason=values.get("finish_reason"),
+                           billed=number(values.get("cost")),
                            started=started, status_code=status, raw=state.events)
 

@@ -119,6 +119,10 @@ class ResponseSpec(_Strict):
         default=None, description="Path of the input tokens written to the prompt cache.",
     )
     reasoning_tokens: PathSpec | None = Field(default=None, description="Path of the reasoning token count.")
+    cost: PathSpec | None = Field(
+        default=None, description="Path of the call's cost in USD as the provider bills it; used instead of the "
+                                  "price table when present (e.g. OpenRouter's usage.cost).",
+    )
     input_includes_cached: bool = Field(
         default=True, description="Whether the API's input count already includes cached and cache-write tokens.",
     )
@@ -164,6 +168,10 @@ class StreamRule(_Strict):
         default=None, description="Path of the input tokens written to the prompt cache.",
     )
     reasoning_tokens: PathSpec | None = Field(default=None, description="Path of the reasoning token count.")
+    cost: PathSpec | None = Field(
+        default=None, description="Path of the call's cost in USD as the provider bills it; used instead of the "
+                                  "price table when present (e.g. OpenRouter's usage.cost).",
+    )
     error_message: PathSpec | None = Field(
         default=None, description="Path of an error message; an event where it is found fails the call.",
     )

@@ -271,3 +271,12 @@ def test_default_pool_is_httpcore2_and_auto_yields_to_respx(tmp_path: Any) -> No
         out = subprocess.run([sys.executable, "-c", code.format(extra)], capture_output=True, text=True,
                              timeout=60, check=True, cwd=tmp_path, env=env).stdout.strip()
         assert out == expected
+
+
+def test_a_cost_the_provider_reports_wins_over_the_price_table() -> None:
+    body = {"model": "openai/gpt-5-mini", "choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1000, "completion_tokens": 10, "cost": 0.5}}
+    assert _complete("openrouter", httpx.Response(200, json=body)).cost_usd == 0.5  # what was billed
+    del body["usage"]["cost"]  # type: ignore[attr-defined]
+    assert _complete("openrouter", httpx.Response(200, json=body)).cost_usd == pytest.approx(
+        (1000 * 0.25 + 10 * 2.00) / 1e6)  # else the price table
