@@ -199,6 +199,8 @@ errors:
     model_not_found: not_found
   status_kinds:
     498: auth   # this API's own status for an expired token
+  message_kinds:
+    "Incorrect API key": auth   # an API that answers a wrong key with a plain 400
 """,
     ],
     "StreamSpec": [

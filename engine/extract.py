@@ -121,11 +121,16 @@ def error_details(compiled: CompiledProvider, payload: Any) -> tuple[str | None,
     return message, None if kind is None else str(kind)
 
 
-def kind_for(compiled: CompiledProvider, error_type: str | None, status: int | None) -> ErrorKind:
-    """The unified kind: the provider file's mapping of its error types first, then the status."""
+def kind_for(compiled: CompiledProvider, error_type: str | None, status: int | None,
+             message: str | None = None) -> ErrorKind:
+    """The unified kind: the provider file's mappings (error type, message text, status), then the status."""
     errors = compiled.spec.errors
     if error_type is not None and error_type in errors.kinds:
         return errors.kinds[error_type]
+    if message and errors.message_kinds:
+        for text, kind in errors.message_kinds.items():
+            if text in message:
+                return kind
     if status is not None and status in errors.status_kinds:
         return errors.status_kinds[status]
     return kind_for_status(status) if status is not None else ErrorKind.SERVER
@@ -149,4 +154,4 @@ def http_error(compiled: CompiledProvider, status: int, body: bytes,
     text = scrub(f"HTTP {status}: {message}" + (f" ({error_type})" if error_type else ""), secret)
     if payload is None and body:
         payload = scrub(body.decode("utf-8", "replace"), secret)
-    return text, kind_for(compiled, error_type, status), payload
+    return text, kind_for(compiled, error_type, status, message), payload

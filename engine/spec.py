@@ -146,6 +146,10 @@ class ErrorSpec(_Strict):
     status_kinds: dict[int, ErrorKind] = Field(
         default={}, description="HTTP status to error kind, for statuses the API uses its own way (e.g. 498).",
     )
+    message_kinds: dict[str, ErrorKind] = Field(
+        default={}, description="Text found in an error message to error kind, for APIs that say what went "
+                                "wrong only in words; checked after `kinds`, before `status_kinds`.",
+    )
 
 
 class StreamRule(_Strict):

@@ -96,11 +96,11 @@ class HTTPRequest:
         headers = {k: (REDACTED if k.lower() in self.secret_headers else v) for k, v in self.headers.items()}
         url = self.url
         if self.secret_params:
-            import httpx
+            from urllib.parse import parse_qsl, quote, urlencode
 
-            parsed = httpx.URL(url)
-            params = [(k, REDACTED if k in self.secret_params else v) for k, v in parsed.params.multi_items()]
-            url = str(parsed.copy_with(params=params))
+            base, _, query = url.partition("?")
+            params = [(k, REDACTED if k in self.secret_params else v) for k, v in parse_qsl(query, True)]
+            url = base + "?" + urlencode(params, safe="*", quote_via=quote)
         return HTTPRequest(self.method, url, headers, self.content)
 
     def to_dict(self) -> dict[str, Any]:

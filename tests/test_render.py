@@ -180,5 +180,5 @@ def test_api_key_in_a_query_parameter_is_sent_and_redacted(tmp_path: Path) -> No
     assert rendered.url == f"https://api.example.com/v1/chat/completions?key={TEST_KEY}"
     assert "Authorization" not in rendered.headers
     shown = rendered.to_dict()
-    assert shown["url"] == "https://api.example.com/v1/chat/completions?key=%2A%2A%2A"
+    assert shown["url"] == "https://api.example.com/v1/chat/completions?key=***"
     assert TEST_KEY not in repr(rendered) and TEST_KEY not in str(shown)
