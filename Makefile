@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint golden bench bench-setup clean
+.PHONY: demo test lint golden bench bench-smoke bench-setup clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python >= 3.11 is needed (set PYTHON=python3.11)") if sys.version_info < (3, 11) else None'
@@ -19,6 +19,9 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+bench-smoke: $(VENV)/.installed  ## the benchmark's smoke test: a tiny run, every row and reply check (no timing)
+	$(PY) -m pytest -q -m bench
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check engine tests bench

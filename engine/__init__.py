@@ -1,31 +1,47 @@
 """A declarative LLM provider engine: each provider is a YAML file, one generic engine runs them all.
 
-The public API is re-exported here and imported lazily, so ``import engine``
-and listing providers stay cheap.
+The way in is `Engine` (``engine.complete("provider/model", ...)``, ``engine.stream(...)``, and the
+``a``-prefixed async twins). The lower level is `get_provider`, which returns an `LLMProvider` that
+takes a `CompletionRequest`. Everything here is imported lazily, so ``import engine`` and listing
+providers stay cheap.
 """
 
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+# Public name -> module. `__all__` and the TYPE_CHECKING imports below list the same names
+# (tests/test_public_api.py keeps the three in step).
 _EXPORTS = {
-    "Engine": "client", "SyncStream": "client",
-    "CompletionRequest": "types", "CompletionResponse": "types", "HTTPRequest": "types",
-    "LLMProvider": "provider", "HTTPProvider": "provider", "StreamResponse": "provider",
+    # the way in
+    "Engine": "client", "Stream": "client", "AsyncStream": "provider",
+    "CompletionRequest": "types", "CompletionResponse": "types", "Usage": "pricing", "Settings": "settings",
+    # the lower level
+    "get_provider": "registry", "list_providers": "registry", "render_request": "api",
+    "LLMProvider": "provider", "HTTPRequest": "types",
+    # the Python escape hatch
     "Backend": "backend", "BackendResult": "backend", "BackendChunk": "backend",
-    "Registry": "registry", "get_provider": "registry", "list_providers": "registry",
-    "render_request": "api",
-    "Settings": "settings",
-    "Usage": "pricing", "PriceTable": "pricing",
+    # errors
     "ErrorKind": "errors", "EngineError": "errors", "ConfigError": "errors", "ProviderFileError": "errors",
-    "UnknownProviderError": "errors", "MissingAPIKeyError": "errors", "TemplateRenderError": "errors",
+    "TemplateRenderError": "errors", "UnknownProviderError": "errors", "MissingAPIKeyError": "errors",
     "BackendLoadError": "errors", "ProviderError": "errors",
 }
 
+# Names that moved; still importable from here, with a DeprecationWarning.
+_MOVED = {
+    "StreamResponse": ("provider", "AsyncStream", "engine.AsyncStream"),
+    "SyncStream": ("client", "Stream", "engine.Stream"),
+    "HTTPProvider": ("provider", "HTTPProvider", "engine.provider.HTTPProvider"),
+    "Registry": ("registry", "Registry", "engine.registry.Registry"),
+    "PriceTable": ("pricing", "PriceTable", "engine.pricing.PriceTable"),
+}
+
 __all__ = [
+    "AsyncStream",
     "Backend",
     "BackendChunk",
     "BackendLoadError",
@@ -36,17 +52,13 @@ __all__ = [
     "Engine",
     "EngineError",
     "ErrorKind",
-    "HTTPProvider",
     "HTTPRequest",
     "LLMProvider",
     "MissingAPIKeyError",
-    "PriceTable",
     "ProviderError",
     "ProviderFileError",
-    "Registry",
     "Settings",
-    "StreamResponse",
-    "SyncStream",
+    "Stream",
     "TemplateRenderError",
     "UnknownProviderError",
     "Usage",
@@ -58,7 +70,7 @@ __all__ = [
 if TYPE_CHECKING:
     from .api import render_request
     from .backend import Backend, BackendChunk, BackendResult
-    from .client import Engine, SyncStream
+    from .client import Engine, Stream
     from .errors import (
         BackendLoadError,
         ConfigError,
@@ -70,20 +82,24 @@ if TYPE_CHECKING:
         TemplateRenderError,
         UnknownProviderError,
     )
-    from .pricing import PriceTable, Usage
-    from .provider import HTTPProvider, LLMProvider, StreamResponse
-    from .registry import Registry, get_provider, list_providers
+    from .pricing import Usage
+    from .provider import AsyncStream, LLMProvider
+    from .registry import get_provider, list_providers
     from .settings import Settings
     from .types import CompletionRequest, CompletionResponse, HTTPRequest
 
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'engine' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+    if module is not None:
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+        globals()[name] = value
+        return value
+    if name in _MOVED:
+        module, attribute, new = _MOVED[name]
+        warnings.warn(f"engine.{name} is deprecated; use {new}", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(f".{module}", __name__), attribute)
+    raise AttributeError(f"module 'engine' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:

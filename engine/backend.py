@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import BackendLoadError, ConfigError, ErrorKind, ProviderError
 from .pricing import PriceTable, Usage
-from .provider import LLMProvider, StreamResponse
+from .provider import AsyncStream, LLMProvider
 from .render import resolve_config, resolve_model
 from .spec import ProviderSpec
 from .types import CompletionRequest, CompletionResponse
@@ -123,9 +123,9 @@ class BackendProvider(LLMProvider):
     def _error(self, exc: Exception, model: str, started: float, content: str = "",
                finish_reason: str | None = None, raw: Any = None) -> CompletionResponse:
         if isinstance(exc, ProviderError):
-            return self.failure(exc.message, exc.kind, model=model, started=started, status_code=exc.status_code,
+            return self._failure(exc.message, exc.kind, model=model, started=started, status_code=exc.status_code,
                                 content=content, values={"finish_reason": finish_reason}, raw=raw)
-        return self.failure(f"{type(exc).__name__}: {exc}", ErrorKind.SERVER, model=model, started=started,
+        return self._failure(f"{type(exc).__name__}: {exc}", ErrorKind.SERVER, model=model, started=started,
                             content=content, values={"finish_reason": finish_reason}, raw=raw)
 
     async def complete(self, request: CompletionRequest) -> CompletionResponse:
@@ -137,14 +137,14 @@ class BackendProvider(LLMProvider):
             raise
         except Exception as exc:
             return self._error(exc, model, started)
-        return self.finish(content=result.content, reasoning=result.reasoning, model=result.model,
+        return self._finish(content=result.content, reasoning=result.reasoning, model=result.model,
                            requested=model, usage=_usage(result.usage), finish_reason=result.finish_reason,
                            started=started, status_code=None, raw=result.raw)
 
-    def stream_complete(self, request: CompletionRequest) -> StreamResponse:
-        return StreamResponse(lambda result: self._stream(request, result))
+    def stream_complete(self, request: CompletionRequest) -> AsyncStream:
+        return AsyncStream(lambda result: self._stream(request, result))
 
-    async def _stream(self, request: CompletionRequest, result: StreamResponse) -> AsyncIterator[str]:
+    async def _stream(self, request: CompletionRequest, result: AsyncStream) -> AsyncIterator[str]:
         started = time.perf_counter()
         model = resolve_model(self.compiled, request.model)
         parts: list[str] = []
@@ -175,11 +175,11 @@ class BackendProvider(LLMProvider):
             await chunks.aclose()  # type: ignore[attr-defined]
             if result.response is None:
                 if completed:
-                    result.response = self.finish(
+                    result.response = self._finish(
                         content="".join(parts), reasoning="".join(thoughts) or None, model=last.model,
                         requested=model, usage=_usage(last.usage), finish_reason=last.finish_reason,
                         started=started, status_code=None, raw=raws)
                 else:
-                    result.response = self.failure("stream closed by the caller before its end",
+                    result.response = self._failure("stream closed by the caller before its end",
                                                    ErrorKind.CONNECTION, model=model, started=started,
                                                    content="".join(parts), raw=raws)

@@ -22,6 +22,7 @@ never at ``import engine``.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import logging
 import os
@@ -30,10 +31,10 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .backend import Backend, BackendChunk, BackendResult
-from .errors import ConfigError, ErrorKind, ProviderError
+from .errors import BackendLoadError, ConfigError, ErrorKind, ProviderError, kind_for_status
 from .pricing import Usage
 from .render import schema_name
-from .send import MAX_RETRY_AFTER, RETRY_STATUSES, RetryPolicy
+from .retry import RetryPolicy, retry_after
 from .spec import env_name
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("engine")
 
-JSON_OUTPUT_MODES = ("output_config", "tool")
+INSTALL_HINT = "the bedrock provider needs boto3: pip install 'genai-engine[bedrock]'"
 
 # Error codes as Bedrock names them, lower-cased: HTTP errors say "ThrottlingException",
 # stream exception frames say "throttlingException".
@@ -63,8 +64,6 @@ ERROR_KINDS: dict[str, ErrorKind] = {
     "modelerrorexception": ErrorKind.SERVER,
     "modelstreamerrorexception": ErrorKind.SERVER,
 }
-STATUS_KINDS = {400: ErrorKind.INVALID_REQUEST, 401: ErrorKind.AUTH, 403: ErrorKind.AUTH,
-                404: ErrorKind.NOT_FOUND, 408: ErrorKind.TIMEOUT, 429: ErrorKind.RATE_LIMIT}
 
 
 # -- request ---------------------------------------------------------------
@@ -184,40 +183,23 @@ def _tool_json(request: CompletionRequest, options: Mapping[str, Any]) -> bool:
     return request.output_schema is not None and options.get("json_output") == "tool"
 
 
-# -- errors ----------------------------------------------------------------
-def retryable(error: ProviderError) -> bool:
-    """The engine's retry rule: timeouts, connection failures, 408, 409, 429 and 5xx."""
-    status = error.status_code
-    if status is None:
-        return error.kind in (ErrorKind.TIMEOUT, ErrorKind.CONNECTION)
-    return status in RETRY_STATUSES or status >= 500
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
 class BedrockBackend(Backend):
     """Converse / ConverseStream through a lazily created boto3 ``bedrock-runtime`` client."""
 
     def __init__(self, spec: ProviderSpec, settings: Settings, config: dict[str, str]) -> None:
         super().__init__(spec, settings, config)
+        if importlib.util.find_spec("boto3") is None:
+            raise BackendLoadError(INSTALL_HINT)
         self.policy = RetryPolicy(settings.max_retries, settings.retry_initial_delay, settings.retry_max_delay)
-        for model, options in [("", spec.options), *((m.id, spec.options_for(m.id)) for m in spec.models)]:
-            if options.get("json_output", "output_config") not in JSON_OUTPUT_MODES:
-                where = f"models[{model}].options" if model else "options"
-                raise ConfigError(f"provider {spec.name!r}: {where}.json_output must be one of "
-                                  f"{', '.join(JSON_OUTPUT_MODES)}")
         self._client: Any = None
         self._lock = threading.Lock()
 
     # -- client --------------------------------------------------------------
     def _new_client(self) -> Any:
-        import boto3  # here, not at module level: importing boto3 takes ~0.1 s
+        try:
+            import boto3  # here, not at module level: importing boto3 takes ~0.1 s
+        except ImportError as exc:
+            raise BackendLoadError(INSTALL_HINT) from exc
         from botocore.config import Config
         from botocore.exceptions import NoRegionError, ProfileNotFound
 
@@ -297,31 +279,26 @@ class BedrockBackend(Backend):
         error, meta = exc.response.get("Error", {}), exc.response.get("ResponseMetadata", {})
         code, message = str(error.get("Code") or ""), str(error.get("Message") or exc)
         status = meta.get("HTTPStatusCode")  # none for a stream's exception frame
-        kind = ERROR_KINDS.get(code.lower()) or STATUS_KINDS.get(status or 0) or ErrorKind.SERVER
+        kind = ERROR_KINDS.get(code.lower()) or (kind_for_status(status) if status else ErrorKind.SERVER)
         text = (f"HTTP {status}: " if status else "") + message + (f" ({code})" if code else "")
-        return ProviderError(text, kind, status_code=status,
-                             retry_after=_retry_after(meta.get("HTTPHeaders") or {}))
+        return ProviderError(text, kind, status_code=status, retry_after=retry_after(meta.get("HTTPHeaders") or {}))
 
     # -- calls ---------------------------------------------------------------
     async def _call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
         """One API call with the engine's retry policy."""
         method = getattr(await self.client(), operation)
-        attempt = 0
-        while True:
+
+        async def attempt() -> dict[str, Any]:
             try:
                 response: dict[str, Any] = await asyncio.to_thread(method, **params)
                 return response
             except Exception as exc:
                 error = self.error(exc)
-                if not isinstance(error, ProviderError):
+                if error is exc:
                     raise
-                if attempt >= self.policy.max_retries or not retryable(error):
-                    raise error from exc
-                wait = error.retry_after
-                delay = wait if wait is not None and 0 <= wait <= MAX_RETRY_AFTER else self.policy.backoff(attempt)
-                log.info("retrying bedrock %s after %s in %.2fs", operation, error.message, delay)
-                attempt += 1
-                await asyncio.sleep(delay)
+                raise error from exc
+
+        return await self.policy.run(attempt, f"bedrock {operation}")
 
     async def complete(self, request: CompletionRequest, model: str) -> BackendResult:
         options = self.spec.options_for(model)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError
+from .errors import ConfigError, UnknownProviderError
 from .registry import Registry, default_registry
 from .types import CompletionRequest, CompletionResponse
 
@@ -20,16 +20,20 @@ if TYPE_CHECKING:
     import httpx
 
     from ._sync import Portal
-    from .provider import LLMProvider, StreamResponse
+    from .pricing import Quote
+    from .provider import AsyncStream, LLMProvider
     from .settings import Settings
 
 Messages = str | list[dict[str, Any]]
 
 
-class SyncStream:
-    """A streamed call for sync code: iterate for text deltas, then read ``response``."""
+class Stream:
+    """A streamed call for sync code: ``for`` it for text deltas, then read ``response``.
 
-    def __init__(self, portal: Portal, stream: StreamResponse) -> None:
+    The sync twin of `AsyncStream`: ``final()`` and ``close()`` instead of ``await final()`` and ``aclose()``.
+    """
+
+    def __init__(self, portal: Portal, stream: AsyncStream) -> None:
         self._stream = stream
         self._deltas: Generator[str, None, None] = portal.iterate(stream)
 
@@ -54,7 +58,7 @@ class SyncStream:
     def close(self) -> None:
         self._deltas.close()
 
-    def __enter__(self) -> SyncStream:
+    def __enter__(self) -> Stream:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -81,11 +85,20 @@ class Engine:
             raise ConfigError("no model given: pass 'provider/model' or set GENAI_DEFAULT_MODEL")
         provider, _, name = model.partition("/")
         if provider not in self.registry.found:
-            raise ConfigError(
+            raise UnknownProviderError(
                 f"{model!r} does not start with a known provider name; use 'provider/model' with one of: "
-                + ", ".join(self.registry.names())
+                + ", ".join(self.registry.names()), name=provider,
             )
         return provider, name or None
+
+    def quote(self, model: str | None) -> Quote:
+        """What calls to ``"provider/model"`` cost (aliases resolved; the default model for a bare name)."""
+        provider, name = self.route(model)
+        spec = self.registry.spec(provider)
+        name = name or spec.default_model
+        if not name:
+            raise ConfigError(f"provider {provider!r} has no default model: give one as {provider}/MODEL")
+        return self.registry.prices.quote(spec, name)
 
     def provider(self, name: str) -> LLMProvider:
         """The engine's async provider instance for a name."""
@@ -110,7 +123,7 @@ class Engine:
         provider, request = self._request(model, messages, stream=False, **options)
         return await self.provider(provider).complete(request)
 
-    def astream(self, model: str | None = None, messages: Messages = "", **options: Any) -> StreamResponse:
+    def astream(self, model: str | None = None, messages: Messages = "", **options: Any) -> AsyncStream:
         """A streamed call: ``async for delta in engine.astream(...)``, then ``.response``."""
         provider, request = self._request(model, messages, stream=True, **options)
         return self.provider(provider).stream_complete(request)
@@ -145,10 +158,10 @@ class Engine:
         provider, request = self._request(model, messages, stream=False, **options)
         return self.portal.call(self._sync_provider(provider).complete(request))
 
-    def stream(self, model: str | None = None, messages: Messages = "", **options: Any) -> SyncStream:
+    def stream(self, model: str | None = None, messages: Messages = "", **options: Any) -> Stream:
         """A streamed call for sync code: ``for delta in engine.stream(...)``, then ``.response``."""
         provider, request = self._request(model, messages, stream=True, **options)
-        return SyncStream(self.portal, self._sync_provider(provider).stream_complete(request))
+        return Stream(self.portal, self._sync_provider(provider).stream_complete(request))
 
     def close(self) -> None:
         if self._sync:

@@ -10,11 +10,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ProviderFileError
-from .jsonpath import Extractor, JSONPathError
+from .errors import JSONPathError, ProviderFileError
+from .jsonpath import Extractor
 from .loader import ProviderSource, locate, value_line
 from .spec import PathSpec, ProviderSpec, StreamRule
-from .templates import TemplateSyntaxError, compile_template, outputs_one_value
+from .templates import TemplateSyntaxError, compile_template, options_read, outputs_one_value
 
 Render = Callable[[Mapping[str, Any]], str]
 
@@ -67,15 +67,33 @@ class CompiledProvider:
     error_message: Extractor | None = None
     error_type: Extractor | None = None
     stream: CompiledStream | None = None
+    options: dict[str, Any] = field(default_factory=dict)
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def options_for(self, model: str) -> dict[str, Any]:
-        """Template ``options``: the provider's, overridden by the model's own."""
-        return self.model_options.get(model, self.spec.options)
+        """Template ``options``: the declared defaults, overridden by the model's own values."""
+        return self.model_options.get(model, self.options)
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def where(self, key_path: Sequence[str | int], template_line: int | None = None) -> tuple[str, int | None]:
+        """The file (of the ``extends`` chain) and line of a key; with ``template_line``, of that line of the
+        template the key holds."""
+        return where(self.chain, key_path, template_line)
+
+
+def where(chain: Sequence[ProviderSource], key_path: Sequence[str | int],
+          template_line: int | None = None) -> tuple[str, int | None]:
+    file, line = locate(chain, key_path)
+    if template_line is not None:
+        for source in chain:
+            if str(source.path) == file:
+                start = value_line(source, key_path)
+                if start is not None:
+                    line = start + template_line - 1
+    return file, line
 
 
 class _Compiler:
@@ -83,20 +101,20 @@ class _Compiler:
         self.spec, self.chain = spec, chain
 
     def fail(self, key_path: Sequence[str | int], message: str, template_line: int | None = None) -> ProviderFileError:
-        file, line = locate(self.chain, key_path)
-        if template_line is not None:
-            for source in self.chain:
-                if str(source.path) == file:
-                    start = value_line(source, key_path)
-                    if start is not None:
-                        line = start + template_line - 1
+        file, line = where(self.chain, key_path, template_line)
         return ProviderFileError(message, file=file, key=".".join(map(str, key_path)), line=line)
 
     def template(self, source: str, kind: str, key_path: Sequence[str | int]) -> Render:
         try:
-            return compile_template(source, kind)
+            render = compile_template(source, kind)
+            undeclared = sorted(options_read(source, kind) - set(self.spec.options))
         except TemplateSyntaxError as exc:
             raise self.fail(key_path, f"template syntax error: {exc.message}", exc.lineno) from exc
+        if undeclared:
+            declared = ", ".join(sorted(self.spec.options)) or "none"
+            raise self.fail(key_path, f"template reads option {undeclared[0]!r}, which is not declared under "
+                                      f"'options' (declared: {declared})")
+        return render
 
     def path(self, expressions: PathSpec, key_path: Sequence[str | int]) -> Extractor:
         try:
@@ -122,6 +140,7 @@ class _Compiler:
     def compile(self) -> CompiledProvider:
         spec = self.spec
         compiled = CompiledProvider(spec=spec, file=str(self.chain[0].path), chain=self.chain)
+        compiled.options = spec.options_for("")
         compiled.model_options = {m.id: spec.options_for(m.id) for m in spec.models if m.options}
         if spec.base_url is not None:
             compiled.base_url = self.template(spec.base_url, "text", ["base_url"])

@@ -8,26 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from .compiled import USAGE_FIELDS, CompiledProvider
-from .errors import ErrorKind
+from .errors import ErrorKind, kind_for_status
 from .pricing import Usage
 from .spec import ResponseSpec
 
 _TAGS = re.compile(r"<(script|style)[^>]*>.*?</\1>|<[^>]+>", re.S | re.I)
 _SPACE = re.compile(r"\s+")
-
-STATUS_KINDS = {
-    400: ErrorKind.INVALID_REQUEST, 401: ErrorKind.AUTH, 402: ErrorKind.AUTH, 403: ErrorKind.AUTH,
-    404: ErrorKind.NOT_FOUND, 408: ErrorKind.TIMEOUT, 409: ErrorKind.SERVER, 413: ErrorKind.INVALID_REQUEST,
-    422: ErrorKind.INVALID_REQUEST, 429: ErrorKind.RATE_LIMIT,
-}
-
-
-def kind_for_status(status: int) -> ErrorKind:
-    """The error kind an HTTP status means when the body says nothing more precise."""
-    if status in STATUS_KINDS:
-        return STATUS_KINDS[status]
-    return ErrorKind.SERVER if status >= 500 else ErrorKind.INVALID_REQUEST
-
 
 def _int(value: Any) -> int | None:
     if isinstance(value, bool) or value is None:

@@ -15,6 +15,10 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .errors import JSONPathError
+
+__all__ = ["Extractor", "JSONPathError", "compile_one"]
+
 _STEP = re.compile(
     r"""\.([A-Za-z_][\w-]*)|\[(-?\d+)\]|\[(?:'([^'\\]*)'|"([^"\\]*)")\]|(\[\*\]|\.\*)"""
     r"""|\[\?\(@\.([A-Za-z_][\w-]*)\s*(==|!=)\s*('[^'\\]*'|"[^"\\]*"|true|false|null|-?\d+(?:\.\d+)?)\s*\)\]"""
@@ -50,10 +54,6 @@ class _Filter:
         else:
             same = isinstance(value, int | float) and value == literal
         return same is self.equal
-
-
-class JSONPathError(ValueError):
-    """A JSONPath expression does not parse."""
 
 
 def _plain_steps(expression: str) -> tuple[Any, ...] | None:

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from .errors import ProviderFileError
 from .loader import ProviderSource, bundled_path, line_of, read_yaml
-from .spec import Price
+from .spec import Price, ProviderSpec
 
 MILLION = Decimal(1_000_000)
 
@@ -75,6 +75,26 @@ def load_pricing_file(path: Path) -> dict[str, dict[str, Price]]:
     return table
 
 
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """What calls to one model cost: its price (``None`` when unknown) or free, for a local provider."""
+
+    provider: str
+    model: str
+    price: Price | None
+    local: bool = False
+
+    @property
+    def known(self) -> bool:
+        return self.local or self.price is not None
+
+    def cost(self, usage: Usage) -> Decimal | None:
+        """The exact cost of a call's usage: 0 when local, ``None`` when the price or the counts are unknown."""
+        if self.local:
+            return Decimal(0)
+        return None if self.price is None else cost_of(self.price, usage)
+
+
 class PriceTable:
     """Prices from every source, merged in precedence order."""
 
@@ -90,6 +110,12 @@ class PriceTable:
             if model in table:
                 return table[model]
         return None
+
+    def quote(self, spec: ProviderSpec, model: str) -> Quote:
+        """The price of a provider's model (aliases resolved): the one lookup every caller uses."""
+        model = spec.resolve_alias(model)
+        price = None if spec.local else self.price(spec.name, model, spec.pricing)
+        return Quote(spec.name, model, price, spec.local)
 
     def models(self, provider: str, file_prices: Mapping[str, Price] | None = None) -> dict[str, Price]:
         """Every priced model of a provider, after precedence."""

@@ -17,7 +17,7 @@ import httpx
 from .compiled import USAGE_FIELDS, CompiledProvider
 from .errors import ErrorKind
 from .extract import error_details, extract_response, http_error, kind_for, number, scrub, unify_usage
-from .pricing import PriceTable, Usage, cost_of, to_float
+from .pricing import PriceTable, Usage, to_float
 from .render import prepare, render, resolve_model
 from .send import RetryPolicy, SendError, describe, new_client, send
 from .spec import ProviderSpec
@@ -28,15 +28,15 @@ if TYPE_CHECKING:
     from .settings import Settings
 
 
-class StreamResponse:
-    """A streamed call: iterate it for text deltas; ``response`` is the final result once it ends.
+class AsyncStream:
+    """A streamed call: ``async for`` it for text deltas; ``response`` is the final result once it ends.
 
     ``await stream.final()`` drains what is left and returns that result. A stream
     that fails or is cut off ends with ``response.success == False`` and the text
     received so far.
     """
 
-    def __init__(self, run: Callable[[StreamResponse], AsyncIterator[str]]) -> None:
+    def __init__(self, run: Callable[[AsyncStream], AsyncIterator[str]]) -> None:
         self.response: CompletionResponse | None = None
         self._deltas = run(self)
 
@@ -57,7 +57,7 @@ class StreamResponse:
         """Stop reading; the connection is released."""
         await self._deltas.aclose()  # type: ignore[attr-defined]
 
-    async def __aenter__(self) -> StreamResponse:
+    async def __aenter__(self) -> AsyncStream:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -79,7 +79,7 @@ class LLMProvider(ABC):
         """One call; never raises for provider or network failures."""
 
     @abstractmethod
-    def stream_complete(self, request: CompletionRequest) -> StreamResponse:
+    def stream_complete(self, request: CompletionRequest) -> AsyncStream:
         """A streamed call: an async iterator of text deltas with the final response after."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
@@ -91,29 +91,24 @@ class LLMProvider(ABC):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    def price_of(self, model: str | None) -> Any:
-        if model is None:
-            return None
-        return self.prices.price(self.spec.name, self.spec.resolve_alias(model), self.spec.pricing)
-
-    def cost(self, models: tuple[str | None, ...], usage: Usage) -> float | None:
-        """Cost in USD of a call; the first of ``models`` that has a price is used."""
-        if self.spec.local:
-            return 0.0
-        for model in models:
-            price = self.price_of(model)
-            if price is not None:
-                return to_float(cost_of(price, usage))
-        return None
-
     def calculate_cost(self, model: str, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0,
                        cache_write_tokens: int = 0) -> float | None:
         """Cost in USD of the given token counts (``input_tokens`` includes cached ones); ``None`` if unpriced."""
-        return self.cost((model,), Usage(input_tokens, output_tokens, cached_input_tokens, cache_write_tokens))
+        usage = Usage(input_tokens, output_tokens, cached_input_tokens, cache_write_tokens)
+        return to_float(self.prices.quote(self.spec, model).cost(usage))
 
-    def failure(self, message: str, kind: ErrorKind | None, *, model: str | None, started: float,
-                status_code: int | None = None, raw: Any = None, content: str = "",
-                values: Mapping[str, Any] | None = None) -> CompletionResponse:
+    def _cost(self, models: tuple[str | None, ...], usage: Usage) -> float | None:
+        """Cost in USD of a call; the first of ``models`` (reported, requested) that has a price is used."""
+        for model in models:
+            if model is not None:
+                quote = self.prices.quote(self.spec, model)
+                if quote.known:
+                    return to_float(quote.cost(usage))
+        return None
+
+    def _failure(self, message: str, kind: ErrorKind | None, *, model: str | None, started: float,
+                 status_code: int | None = None, raw: Any = None, content: str = "",
+                 values: Mapping[str, Any] | None = None) -> CompletionResponse:
         """A ``success=False`` response."""
         return CompletionResponse(
             content=content, model=model, provider=self.name, success=False, error=message, error_kind=kind,
@@ -121,9 +116,9 @@ class LLMProvider(ABC):
             finish_reason=_str(values.get("finish_reason")) if values else None,
         )
 
-    def finish(self, *, content: str, model: str | None, requested: str, usage: Usage, finish_reason: Any,
-               started: float, status_code: int | None, raw: Any, reasoning: str | None = None,
-               billed: float | None = None) -> CompletionResponse:
+    def _finish(self, *, content: str, model: str | None, requested: str, usage: Usage, finish_reason: Any,
+                started: float, status_code: int | None, raw: Any, reasoning: str | None = None,
+                billed: float | None = None) -> CompletionResponse:
         """A successful response, costed: the provider's billed cost if it reports one, else the price table."""
         return CompletionResponse(
             content=content, reasoning=reasoning, model=model or requested, provider=self.name, success=True,
@@ -131,7 +126,7 @@ class LLMProvider(ABC):
             input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
             cached_input_tokens=usage.cached_input_tokens, cache_write_tokens=usage.cache_write_tokens,
             reasoning_tokens=usage.reasoning_tokens,
-            cost_usd=billed if billed is not None else self.cost((model, requested), usage),
+            cost_usd=billed if billed is not None else self._cost((model, requested), usage),
             latency_ms=(time.perf_counter() - started) * 1000, raw_response=raw,
         )
 
@@ -177,7 +172,7 @@ class HTTPProvider(LLMProvider):
                               content: str = "") -> CompletionResponse:
         body = await response.aread()
         message, kind, payload = http_error(self.compiled, response.status_code, body, self.prepared.api_key)
-        return self.failure(message, kind, model=model, started=started, status_code=response.status_code,
+        return self._failure(message, kind, model=model, started=started, status_code=response.status_code,
                             raw=self._scrub_raw(payload, body), content=content)
 
     def _scrub_raw(self, payload: Any, body: bytes) -> Any:
@@ -193,36 +188,36 @@ class HTTPProvider(LLMProvider):
         try:
             response = await send(self.client, http_request, self.policy)
         except SendError as exc:
-            return self.failure(scrub(exc.message, self.prepared.api_key), exc.kind, model=model, started=started)
+            return self._failure(scrub(exc.message, self.prepared.api_key), exc.kind, model=model, started=started)
         if response.status_code >= 300:
             return await self._error_response(response, model, started)
         body = response.content
         try:
             payload = json.loads(body)
         except ValueError:
-            return self.failure(f"response is not valid JSON: {body[:200].decode('utf-8', 'replace')!r}",
+            return self._failure(f"response is not valid JSON: {body[:200].decode('utf-8', 'replace')!r}",
                                 ErrorKind.INVALID_RESPONSE, model=model, started=started,
                                 status_code=response.status_code, raw=body.decode("utf-8", "replace"))
         extracted = extract_response(self.compiled, payload)
         if not extracted.content_found:
             message, error_type = error_details(self.compiled, payload)
             if message:  # some servers answer 200 with an error body
-                return self.failure(f"HTTP {response.status_code}: {message}",
+                return self._failure(f"HTTP {response.status_code}: {message}",
                                     kind_for(self.compiled, error_type, None), model=model, started=started,
                                     status_code=response.status_code, raw=payload)
             paths = " or ".join(self.compiled.response["content"].expressions)
-            return self.failure(f"response has no content at {paths}", ErrorKind.INVALID_RESPONSE, model=model,
+            return self._failure(f"response has no content at {paths}", ErrorKind.INVALID_RESPONSE, model=model,
                                 started=started, status_code=response.status_code, raw=payload)
-        return self.finish(content=extracted.content or "", reasoning=extracted.reasoning, model=extracted.model,
+        return self._finish(content=extracted.content or "", reasoning=extracted.reasoning, model=extracted.model,
                            requested=model,
                            usage=extracted.usage, finish_reason=extracted.finish_reason, started=started,
                            billed=extracted.cost,
                            status_code=response.status_code, raw=payload)
 
-    def stream_complete(self, request: CompletionRequest) -> StreamResponse:
-        return StreamResponse(lambda result: self._stream(request, result))
+    def stream_complete(self, request: CompletionRequest) -> AsyncStream:
+        return AsyncStream(lambda result: self._stream(request, result))
 
-    async def _stream(self, request: CompletionRequest, result: StreamResponse) -> AsyncIterator[str]:
+    async def _stream(self, request: CompletionRequest, result: AsyncStream) -> AsyncIterator[str]:
         started = time.perf_counter()
         model = resolve_model(self.compiled, request.model)
         if self.compiled.stream is None:  # the provider cannot stream: one delta with the whole text
@@ -234,7 +229,7 @@ class HTTPProvider(LLMProvider):
         try:
             response = await send(self.client, http_request, self.policy, stream=True)
         except SendError as exc:
-            result.response = self.failure(scrub(exc.message, self.prepared.api_key), exc.kind, model=model,
+            result.response = self._failure(scrub(exc.message, self.prepared.api_key), exc.kind, model=model,
                                            started=started)
             return
         if response.status_code >= 300:
@@ -273,12 +268,12 @@ class HTTPProvider(LLMProvider):
         if state.error is None and not state.ended:
             state.fail("stream ended before its end marker (cut off)", ErrorKind.CONNECTION)
         if state.error is not None:
-            return self.failure(scrub(state.error, self.prepared.api_key), state.error_kind, model=model,
+            return self._failure(scrub(state.error, self.prepared.api_key), state.error_kind, model=model,
                                 started=started, status_code=status, raw=state.events, content=state.content,
                                 values=values)
         usage = unify_usage({name: values.get(name) for name in self._stream_usage}, self.spec.response)
         reported = values.get("model")
-        return self.finish(content=state.content, reasoning="".join(state.reasoning) or None,
+        return self._finish(content=state.content, reasoning="".join(state.reasoning) or None,
                            model=reported if isinstance(reported, str) else None,
                            requested=model, usage=usage, finish_reason=values.get("finish_reason"),
                            billed=number(values.get("cost")),

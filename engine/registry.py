@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._env import env
 from .errors import ProviderFileError, UnknownProviderError
 from .loader import ProviderSource, bundled_path, discover, locate, merged_data, resolve_chain
 
@@ -71,7 +72,7 @@ class Registry:
         if name not in self.found:
             raise UnknownProviderError(
                 f"unknown provider {name!r}; known providers: {', '.join(self.names())}"
-                " (add a YAML file to a folder in GENAI_PROVIDERS_PATH to define it)"
+                " (add a YAML file to a folder in GENAI_PROVIDERS_PATH to define it)", name=name,
             )
         return resolve_chain(name, self.found)
 
@@ -84,9 +85,13 @@ class Registry:
 
             chain = self.chain(name)
             try:
-                self._specs[name] = ProviderSpec.model_validate(merged_data(chain))
+                spec = ProviderSpec.model_validate(merged_data(chain))
             except ValidationError as exc:
                 raise _file_error(exc, chain) from None
+            for key_path, message in spec.problems():
+                file, line = locate(chain, key_path)
+                raise ProviderFileError(message, file=file, key=".".join(map(str, key_path)), line=line)
+            self._specs[name] = spec
         return self._specs[name]
 
     def compiled(self, name: str) -> CompiledProvider:
@@ -137,21 +142,12 @@ def _file_error(exc: Any, chain: list[ProviderSource]) -> ProviderFileError:
 _DEFAULT: dict[tuple[Any, ...], Registry] = {}
 
 
-def _light_env(name: str) -> str | None:
-    """An env value without building `Settings`: listing providers must not pay for pydantic-settings."""
-    value = os.environ.get(name)
-    if value is None and Path(".env").is_file():
-        from dotenv import dotenv_values
-
-        value = dotenv_values(".env").get(name)
-    return value or None
-
-
 def default_registry(settings: Settings | None = None) -> Registry:
     """A registry shared by every caller with the same provider folders and pricing file."""
     if settings is None:
-        paths = [Path(p) for p in (_light_env("GENAI_PROVIDERS_PATH") or "").split(os.pathsep) if p]
-        pricing = _light_env("GENAI_PRICING_FILE")
+        # Read without building `Settings`: listing providers must not pay for pydantic-settings.
+        paths = [Path(p) for p in (env("GENAI_PROVIDERS_PATH") or "").split(os.pathsep) if p]
+        pricing = env("GENAI_PRICING_FILE")
         key: tuple[Any, ...] = (tuple(paths), Path(pricing) if pricing else None)
     else:
         key = (tuple(settings.providers_path), settings.pricing_file)

@@ -13,11 +13,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from jinja2 import TemplateError
-
 from .compiled import CompiledProvider, Render
 from .errors import ConfigError, MissingAPIKeyError, TemplateRenderError
-from .spec import env_name
+from .spec import ProviderSpec, env_name
 from .types import CompletionRequest, HTTPRequest
 
 if TYPE_CHECKING:
@@ -43,11 +41,32 @@ class Prepared:
         return f"Prepared(provider={self.compiled.name!r}, base_url={self.base_url!r})"
 
 
+def render_error(compiled: CompiledProvider, key: str, exc: BaseException) -> TemplateRenderError:
+    """A template failure with the file, key and line (of the template line that failed, when known)."""
+    if isinstance(exc, ConfigError) and not isinstance(exc, TemplateRenderError):
+        raise exc  # a required config value that is not set: the message says what to set
+    key_path = key.split(".")
+    file, line = compiled.where(key_path, template_line(exc))
+    message = exc.message if isinstance(exc, TemplateRenderError) else str(exc) or type(exc).__name__
+    return TemplateRenderError(message, file=file, key=key, line=line)
+
+
+def template_line(exc: BaseException) -> int | None:
+    """The line of the template source where a Jinja runtime error happened (Jinja rewrites tracebacks)."""
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
 def _render_text(compiled: CompiledProvider, render: Render, context: Mapping[str, Any], key: str) -> str:
     try:
         return render(context)
-    except (TemplateError, ValueError) as exc:
-        raise TemplateRenderError(f"{compiled.file}: {key}: {exc}") from exc
+    except Exception as exc:  # whatever a template raises is the template's fault, reported with its line
+        raise render_error(compiled, key, exc) from exc
 
 
 class Config(dict[str, str]):
@@ -95,9 +114,10 @@ def prepare(compiled: CompiledProvider, settings: Settings) -> Prepared:
     if api_key is None and spec.auth.type != "none" and not spec.auth.optional:
         raise MissingAPIKeyError(
             f"no API key for provider {spec.name!r}: set {' or '.join(spec.key_env)}"
-            f" (or pass Settings(api_keys={{{spec.name!r}: ...}}))"
+            f" (or pass Settings(api_keys={{{spec.name!r}: ...}}))",
+            provider=spec.name, env=tuple(spec.key_env),
         )
-    context = {"api_key": api_key or "", "config": config, "options": spec.options}
+    context = {"api_key": api_key or "", "config": config, "options": compiled.options}
     base_url = settings.base_urls.get(spec.name) or settings.env(env_name(spec.name, "BASE_URL"))
     if not base_url and compiled.base_url is not None:
         base_url = _render_text(compiled, compiled.base_url, context, "base_url")
@@ -168,15 +188,39 @@ def render(prepared: Prepared, request: CompletionRequest, stream: bool | None =
     if compiled.body is not None:
         try:
             text = compiled.body(context)
-        except (TemplateError, ValueError, TypeError) as exc:
-            raise TemplateRenderError(f"{compiled.file}: request.body: {exc}") from exc
+        except Exception as exc:  # whatever a template raises is the template's fault, reported with its line
+            raise render_error(compiled, "request.body", exc) from exc
         if not compiled.body_is_json:
             try:
                 json.loads(text)
             except ValueError as exc:
-                raise TemplateRenderError(
-                    f"{compiled.file}: request.body rendered invalid JSON ({exc}): {text[:200]!r}"
-                ) from exc
+                raise render_error(compiled, "request.body", TemplateRenderError(
+                    f"rendered invalid JSON ({exc}): {text[:200]!r}")) from exc
         content = text.encode()
     return HTTPRequest(compiled.spec.request.method if compiled.spec.request else "POST", url,
                        dict(prepared.headers), content, prepared.secret_headers, prepared.secret_params)
+
+
+def with_placeholders(spec: ProviderSpec, settings: Settings, *, key: str = "placeholder-key",
+                      force: bool = False) -> tuple[Settings, list[str]]:
+    """Settings that can render any request of a provider: a stand-in API key and config values where none
+    are set (``force``: whatever is set, so the result never depends on the environment). Returns them with a
+    note per stand-in, for tools that show requests without sending them (render, check, docs)."""
+    from pydantic import SecretStr
+
+    notes: list[str] = []
+    update: dict[str, Any] = {}
+    if spec.auth.type != "none" and (force or settings.api_key(spec.name, spec.key_env) is None):
+        update["api_keys"] = {**settings.api_keys, spec.name: SecretStr(key)}
+        notes.append(f"no API key set ({' or '.join(spec.key_env)}); a placeholder is used, shown as ***")
+    given = {} if force else settings.provider_config.get(spec.name, {})
+    missing = {
+        name: var.default if force and var.default is not None else f"your-{name.replace('_', '-')}"
+        for name, var in spec.config.items()
+        if force or (var.required and var.default is None and not given.get(name)
+                     and not any(settings.env(n) for n in [env_name(spec.name, name), *var.env]))
+    }
+    if missing:
+        update["provider_config"] = {**settings.provider_config, spec.name: {**given, **missing}}
+        notes.append(f"config not set, placeholders used: {', '.join(missing)}")
+    return (settings.model_copy(update=update) if update else settings), notes

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PrivateAttr, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -29,10 +29,10 @@ class Settings(BaseSettings):
     default_model: str | None = Field(default=None, description="'provider/model' used when none is given.")
     timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for the provider (read/write/pool).")
     connect_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for a connection.")
-    http_transport: Literal["auto", "httpcore2", "httpx"] = Field(
-        default="auto",
-        description="Connection pool: httpcore2 (faster under concurrency), httpx's own, or auto: httpcore2 "
-                    "unless respx is loaded (so respx mocks intercept the engine's calls in tests).",
+    http_transport: Literal["httpcore2", "httpx"] = Field(
+        default="httpcore2",
+        description="Connection pool: httpcore2 (faster under concurrency) or httpx's own (what respx mocks; "
+                    "tests that mock httpx set this).",
     )
     max_retries: int = Field(default=2, ge=0, description="Retries on connection errors, 408, 409, 429, 5xx.")
     retry_initial_delay: float = Field(default=0.5, ge=0, description="First backoff delay in seconds.")
@@ -43,7 +43,10 @@ class Settings(BaseSettings):
         default_factory=dict, description="Provider config values by provider name (see a file's 'config')."
     )
 
-    _dotenv: dict[str, str] | None = PrivateAttr(default=None)
+    @field_validator("http_transport", mode="before")
+    @classmethod
+    def _auto_is_default(cls, value: Any) -> Any:
+        return "httpcore2" if value == "auto" else value  # "auto" was the default before it meant nothing else
 
     @field_validator("providers_path", mode="before")
     @classmethod
@@ -54,12 +57,10 @@ class Settings(BaseSettings):
 
     def env(self, name: str) -> str | None:
         """An env variable, from the process environment or else the ``.env`` file."""
-        value = os.environ.get(name)
-        if value:
-            return value
-        if self._dotenv is None:
-            self._dotenv = _read_dotenv(self.model_config.get("env_file"))
-        return self._dotenv.get(name) or None
+        from ._env import env
+
+        env_file = self.model_config.get("env_file")
+        return env(name, env_file if isinstance(env_file, str | Path) else None)
 
     def api_key(self, provider: str, env_names: list[str]) -> str | None:
         """The provider's API key from code, else the first of its env variables that is set."""
@@ -71,10 +72,9 @@ class Settings(BaseSettings):
                 return value
         return None
 
+    def key_source(self, provider: str, env_names: list[str]) -> str | None:
+        """Where the provider's API key comes from: ``"settings"``, an env variable's name, or ``None``."""
+        if provider in self.api_keys:
+            return "settings"
+        return next((name for name in env_names if self.env(name)), None)
 
-def _read_dotenv(env_file: Any) -> dict[str, str]:
-    if not env_file or not Path(env_file).is_file():
-        return {}
-    from dotenv import dotenv_values
-
-    return {k: v for k, v in dotenv_values(env_file).items() if v is not None}

@@ -38,8 +38,47 @@ class ModelInfo(_Strict):
     )
     description: str | None = Field(default=None, description="A short note for people reading the model list.")
     options: dict[str, Any] = Field(
-        default={}, description="Template `options` for this model only, merged over the provider's `options`.",
+        default={}, description="Values of declared `options` for this model only (name to value), over their "
+                                "defaults.",
     )
+
+
+OptionType = Literal["string", "integer", "number", "boolean", "object", "array"]
+_OPTION_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,), "object": (dict,),
+    "array": (list,),
+}
+
+
+def option_value_problem(option: OptionSpec, value: Any) -> str | None:
+    """Why a value does not fit a declared option, or ``None`` when it does (``null`` always fits)."""
+    if value is None:
+        return None
+    kinds = _OPTION_TYPES[option.type]
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        return f"must be of type {option.type}, got {type(value).__name__} {value!r}"
+    if option.choices is not None and value not in option.choices:
+        return f"must be one of {', '.join(map(repr, option.choices))}, got {value!r}"
+    return None
+
+
+class OptionSpec(_Strict):
+    """A knob a provider file offers its templates, its models and the files that extend it.
+
+    Templates read it as ``options.<name>``; a model sets it with ``options: {name: value}``; a file that
+    extends this one changes its default with ``options: {name: {default: value}}``.
+    """
+
+    type: OptionType = Field(description="`string`, `integer`, `number`, `boolean`, `object` or `array`.")
+    default: Any = Field(default=None, description="The value when neither the model nor a child file sets one.")
+    description: str = Field(description="What the option does; shown in `genai providers show` and the docs.")
+    choices: list[Any] | None = Field(default=None, description="The only values allowed, when listed.")
+
+    @model_validator(mode="after")
+    def _default_fits(self) -> OptionSpec:
+        if (problem := option_value_problem(self, self.default)) is not None:
+            raise ValueError(f"default {problem.removeprefix('must be ')}")
+        return self
 
 
 class ConfigVar(_Strict):
@@ -101,13 +140,9 @@ class RequestSpec(_Strict):
     )
 
 
-class ResponseSpec(_Strict):
-    """Where each unified field is found in a non-streamed response body."""
+class _ReplyFields(_Strict):
+    """Fields a response body and a stream event both may carry. In a stream the last value reported wins."""
 
-    content: PathSpec = Field(description="Path of the reply text; several matches are joined.")
-    reasoning: PathSpec | None = Field(
-        default=None, description="Path of the model's reasoning text, when the API returns it.",
-    )
     model: PathSpec | None = Field(default=None, description="Path of the model that answered.")
     finish_reason: PathSpec | None = Field(default=None, description="Path of the reason the reply ended.")
     input_tokens: PathSpec | None = Field(default=None, description="Path of the input token count.")
@@ -122,6 +157,15 @@ class ResponseSpec(_Strict):
     cost: PathSpec | None = Field(
         default=None, description="Path of the call's cost in USD as the provider bills it; used instead of the "
                                   "price table when present (e.g. OpenRouter's usage.cost).",
+    )
+
+
+class ResponseSpec(_ReplyFields):
+    """Where each unified field is found in a non-streamed response body."""
+
+    content: PathSpec = Field(description="Path of the reply text; several matches are joined.")
+    reasoning: PathSpec | None = Field(
+        default=None, description="Path of the model's reasoning text, when the API returns it.",
     )
     input_includes_cached: bool = Field(
         default=True, description="Whether the API's input count already includes cached and cache-write tokens.",
@@ -152,7 +196,7 @@ class ErrorSpec(_Strict):
     )
 
 
-class StreamRule(_Strict):
+class StreamRule(_ReplyFields):
     """What one kind of stream event carries. Usage values: the last one reported wins."""
 
     delta: PathSpec | None = Field(
@@ -160,21 +204,6 @@ class StreamRule(_Strict):
     )
     reasoning_delta: PathSpec | None = Field(
         default=None, description="Path of the reasoning text this event adds (only string values count).",
-    )
-    model: PathSpec | None = Field(default=None, description="Path of the model that answers.")
-    finish_reason: PathSpec | None = Field(default=None, description="Path of the reason the reply ended.")
-    input_tokens: PathSpec | None = Field(default=None, description="Path of the input token count.")
-    output_tokens: PathSpec | None = Field(default=None, description="Path of the output token count.")
-    cached_input_tokens: PathSpec | None = Field(
-        default=None, description="Path of the input tokens read from the prompt cache.",
-    )
-    cache_write_tokens: PathSpec | None = Field(
-        default=None, description="Path of the input tokens written to the prompt cache.",
-    )
-    reasoning_tokens: PathSpec | None = Field(default=None, description="Path of the reasoning token count.")
-    cost: PathSpec | None = Field(
-        default=None, description="Path of the call's cost in USD as the provider bills it; used instead of the "
-                                  "price table when present (e.g. OpenRouter's usage.cost).",
     )
     error_message: PathSpec | None = Field(
         default=None, description="Path of an error message; an event where it is found fails the call.",
@@ -272,8 +301,9 @@ class ProviderSpec(_Strict):
     config: dict[str, ConfigVar] = Field(
         default={}, description="Settings the templates read as `config.<name>`, such as a resource name.",
     )
-    options: dict[str, Any] = Field(
-        default={}, description="Values the templates read as `options`, to adapt a shared template to one provider.",
+    options: dict[str, OptionSpec] = Field(
+        default={}, description="Knobs the templates read as `options.<name>`, declared with type, default and "
+                                "description; models and files that extend this one set them.",
     )
     request: RequestSpec | None = Field(default=None, description="The HTTP request a call sends.")
     response: ResponseSpec | None = Field(default=None, description="Where the unified fields are in a response body.")
@@ -303,11 +333,27 @@ class ProviderSpec(_Strict):
         return self
 
     def options_for(self, model: str) -> dict[str, Any]:
-        """Template ``options`` for a model: the provider's, overridden by the model's own."""
+        """Option values for a model: the declared defaults, overridden by the model's own values."""
+        values = {name: option.default for name, option in self.options.items()}
         for info in self.models:
             if info.id == model and info.options:
-                return {**self.options, **info.options}
-        return dict(self.options)
+                values.update(info.options)
+        return values
+
+    def problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Mistakes that span keys, as (key path, message): model option values that are not declared or do not
+        fit their declaration."""
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        declared = ", ".join(sorted(self.options)) or "none"
+        for i, info in enumerate(self.models):
+            for name, value in info.options.items():
+                where = ("models", i, "options", name)
+                option = self.options.get(name)
+                if option is None:
+                    found.append((where, f"unknown option (declared options: {declared})"))
+                elif (problem := option_value_problem(option, value)) is not None:
+                    found.append((where, problem))
+        return found
 
     def resolve_alias(self, model: str) -> str:
         """The canonical model id for an alias (or the id itself)."""

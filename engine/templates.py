@@ -15,7 +15,7 @@ Each kind of template escapes what it outputs:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 from typing import Any
 from urllib.parse import quote
@@ -23,17 +23,16 @@ from urllib.parse import quote
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-__all__ = ["FILTERS", "RawOutputError", "TemplateSyntaxError", "UndefinedError", "compile_template"]
+from .errors import RawOutputError
+
+__all__ = ["FILTERS", "RawOutputError", "TemplateSyntaxError", "UndefinedError", "compile_template",
+           "options_read"]
 
 
 class JSONText(str):
     """Text produced by ``tojson``: the only thing a body template may output."""
 
     __slots__ = ()
-
-
-class RawOutputError(ValueError):
-    """A body template printed a value without ``| tojson``."""
 
 
 def _not_json(value: Any) -> Any:
@@ -59,6 +58,18 @@ def merge(mapping: Mapping[str, Any], *others: Mapping[str, Any] | None) -> dict
         if other:
             merged.update(other)
     return merged
+
+
+def pick(mapping: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+    """The mapping with only the given keys, in its own order: ``extra | pick(["tools", "toolConfig"])``."""
+    wanted = set(keys)
+    return {k: v for k, v in mapping.items() if k in wanted}
+
+
+def omit(mapping: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+    """The mapping without the given keys: ``extra | omit(["tools"])``."""
+    unwanted = set(keys)
+    return {k: v for k, v in mapping.items() if k not in unwanted}
 
 
 def _text_of(content: Any) -> str:
@@ -107,6 +118,8 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "tojson": tojson,
     "drop_none": drop_none,
     "merge": merge,
+    "pick": pick,
+    "omit": omit,
     "system_text": system_text,
     "without_system": without_system,
     "map_roles": map_roles,
@@ -183,3 +196,23 @@ def compile_template(source: str, kind: str) -> Callable[[Mapping[str, Any]], st
         return lambda _context: source
     template = environment(kind).from_string(source)
     return template.render
+
+
+def options_read(source: str, kind: str) -> set[str]:
+    """The option names a template reads (``options.x``, ``options["x"]``, ``options.get("x")``)."""
+    from jinja2 import nodes
+
+    names: set[str] = set()
+    for node in environment(kind).parse(source).find_all((nodes.Getattr, nodes.Getitem, nodes.Call)):
+        if isinstance(node, nodes.Call):
+            target = node.node
+            if (isinstance(target, nodes.Getattr) and target.attr == "get" and isinstance(target.node, nodes.Name)
+                    and target.node.name == "options" and node.args and isinstance(node.args[0], nodes.Const)):
+                names.add(str(node.args[0].value))
+        elif isinstance(node, nodes.Getattr | nodes.Getitem) and isinstance(node.node, nodes.Name) \
+                and node.node.name == "options":
+            if isinstance(node, nodes.Getattr) and node.attr != "get":
+                names.add(node.attr)
+            elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+                names.add(str(node.arg.value))
+    return names

@@ -6,36 +6,47 @@ and fell below the openai SDK's throughput (bench/README.md). httpcore2 is the
 maintained fork of that pool (the one httpx2, and so the openai SDK, runs on):
 the same design and exception names, without the contention. The engine keeps
 httpx's client API and plugs httpcore2's pool in as its transport; set
-``GENAI_HTTP_TRANSPORT=httpx`` to use httpx's own pool instead (the default,
-``auto``, does so by itself in a process that has loaded respx).
+``GENAI_HTTP_TRANSPORT=httpx`` (``Settings(http_transport="httpx")``) to use
+httpx's own pool instead, as tests that mock httpx with respx must.
 """
 
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import AsyncIterator, Iterator
+from functools import cache
 from typing import Any
 
 import httpx
 
 
+@cache
+def _error_map() -> tuple[tuple[type[Exception], type[httpx.TransportError]], ...]:
+    """httpcore2's exception classes and the httpx classes the engine catches, most specific first."""
+    import httpcore2 as core
+
+    return (
+        (core.ConnectTimeout, httpx.ConnectTimeout), (core.ReadTimeout, httpx.ReadTimeout),
+        (core.WriteTimeout, httpx.WriteTimeout), (core.PoolTimeout, httpx.PoolTimeout),
+        (core.TimeoutException, httpx.TimeoutException),
+        (core.ConnectError, httpx.ConnectError), (core.ReadError, httpx.ReadError),
+        (core.WriteError, httpx.WriteError), (core.NetworkError, httpx.NetworkError),
+        (core.RemoteProtocolError, httpx.RemoteProtocolError), (core.LocalProtocolError, httpx.LocalProtocolError),
+        (core.ProtocolError, httpx.ProtocolError), (core.ProxyError, httpx.ProxyError),
+        (core.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    )
+
+
 @contextlib.contextmanager
 def _as_httpx_errors() -> Iterator[None]:
-    """httpcore2 raises its own classes; the engine catches httpx's, which have the same names."""
-    import httpcore2
-
+    """httpcore2 raises its own classes; the engine catches httpx's."""
     try:
         yield
-    except httpcore2.ConnectionNotAvailable:  # the pool's internal retry signal
-        raise
     except Exception as exc:
-        if type(exc).__module__.split(".")[0] != "httpcore2":
-            raise
-        mapped = getattr(httpx, type(exc).__name__, None)
-        if isinstance(mapped, type) and issubclass(mapped, httpx.TransportError):
-            raise mapped(str(exc)) from exc
-        raise httpx.TransportError(str(exc)) from exc
+        for core_class, httpx_class in _error_map():
+            if isinstance(exc, core_class):
+                raise httpx_class(str(exc)) from exc
+        raise  # ConnectionNotAvailable (the pool's internal retry signal) and anything unexpected
 
 
 class _Body(httpx.AsyncByteStream):
@@ -85,11 +96,5 @@ class Httpcore2Transport(httpx.AsyncBaseTransport):
 
 
 def pool_transport(kind: str, limits: httpx.Limits) -> httpx.AsyncBaseTransport | None:
-    """The transport for ``GENAI_HTTP_TRANSPORT``; ``None`` means httpx's own.
-
-    ``auto`` is httpcore2, except in a process that has loaded respx: respx mocks
-    httpx's own pool, and a test suite mocking the engine's calls must just work.
-    """
-    if kind == "auto":
-        kind = "httpx" if "respx" in sys.modules else "httpcore2"
+    """The transport for ``GENAI_HTTP_TRANSPORT``: httpcore2's pool, or ``None`` for httpx's own."""
     return Httpcore2Transport(limits) if kind == "httpcore2" else None

@@ -5,16 +5,16 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from engine import CompletionResponse, Settings, list_providers
-from engine.localserver import LocalServer
 from engine.registry import Registry
+from engine.testing import FakeServer
+from engine.testing.replay import replay_client
 
 TESTS = Path(__file__).parent
 GOLDEN = TESTS / "golden"
@@ -94,27 +94,6 @@ def golden(request: pytest.FixtureRequest) -> Golden:
     return Golden(request.config.getoption("--update-golden"))
 
 
-class _Pieces(httpx.AsyncByteStream):
-    def __init__(self, body: bytes, size: int) -> None:
-        self.body, self.size = body, size
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for start in range(0, len(self.body), self.size):
-            yield self.body[start:start + self.size]
-
-
-def replay_client(status: int, body: bytes, headers: dict[str, str] | None = None,
-                  piece: int = 5) -> tuple[httpx.AsyncClient, list[httpx.Request]]:
-    """A client whose every request gets this response, its body in ``piece``-byte chunks."""
-    seen: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(status, headers=headers or {}, stream=_Pieces(body, piece))
-
-    return httpx.AsyncClient(transport=httpx.MockTransport(handler)), seen
-
-
 async def replay(registry: Registry, provider: str, request: Any, status: int, body: bytes, *,
                  stream: bool = False, piece: int = 5) -> CompletionResponse:
     """Run a real provider call against a recorded response body."""
@@ -131,13 +110,12 @@ async def replay(registry: Registry, provider: str, request: Any, status: int, b
 
 
 @pytest.fixture(scope="session")
-def local_server() -> Iterator[LocalServer]:
-    with LocalServer(chunk_size=7, max_seconds=600) as server:
+def local_server() -> Iterator[FakeServer]:
+    with FakeServer(chunk_size=7, max_seconds=600) as server:
         yield server
 
 
-def server_settings(server: LocalServer, **overrides: Any) -> Settings:
-    """Settings pointing every bundled provider at the local server."""
-    paths = {"anthropic": "/v1", "ollama": "", "gemini": "/v1beta", "cohere": ""}
-    base_urls = {name: server.base_url + paths.get(name, "/v1") for name in list_providers(Settings())}
+def server_settings(server: FakeServer, **overrides: Any) -> Settings:
+    """Settings pointing every bundled provider at the fake server (it answers any path prefix)."""
+    base_urls = {name: server.base_url for name in list_providers(Settings())}
     return make_settings(base_urls=base_urls, **overrides)

@@ -19,14 +19,14 @@ from typing import Any
 
 import pytest
 
-from engine import CompletionRequest, ConfigError, Engine, ErrorKind, Settings
+from engine import CompletionRequest, ConfigError, Engine, ErrorKind, ProviderFileError, Settings
 from engine.backend import BackendProvider
 from engine.bedrock import BedrockBackend, content_blocks, converse_messages, converse_params, unified_usage
 from engine.pricing import Usage, cost_of
 from engine.registry import Registry
-from engine.spec import ProviderSpec
+from engine.testing.bedrock import USAGE, BedrockServer, encode_message, event_frame, exception_frame
+from engine.testing.bedrock import BedrockFault as Fault
 
-from .bedrock_server import USAGE, BedrockServer, Fault, encode_message, event_frame, exception_frame
 from .conftest import make_settings
 
 SCHEMA = {"title": "Answer", "type": "object", "properties": {"answer": {"type": "string"}},
@@ -440,13 +440,16 @@ def test_unsupported_input_is_an_invalid_request_without_a_call(fresh: BedrockSe
     assert not fresh.requests
 
 
-def test_options_temperature_false_and_unknown_json_mode() -> None:
+def test_options_temperature_false_and_unknown_json_mode(tmp_path: Path) -> None:
     request = CompletionRequest(messages=[{"role": "user", "content": "x"}], extra={"inferenceConfig": {"topP": 1}})
     assert converse_params(request, "m", {"temperature": False})["inferenceConfig"] == {"topP": 1}
-    spec = ProviderSpec.model_validate({"name": "bedrock2", "backend": "engine.bedrock:BedrockBackend",
-                                        "options": {"json_output": "prompt"}})
-    with pytest.raises(ConfigError, match="json_output must be one of"):
-        BedrockBackend(spec, Settings(), {})
+    # json_output is a declared option with choices: a wrong value is a file error with its line.
+    (tmp_path / "bedrock2.yaml").write_text(
+        "name: bedrock2\nextends: bedrock\nmodels:\n  - {id: m1, options: {json_output: prompt}}\n")
+    registry = Registry(Settings(providers_path=[tmp_path]))
+    with pytest.raises(ProviderFileError, match="must be one of 'output_config', 'tool'") as caught:
+        registry.spec("bedrock2")
+    assert (caught.value.key, caught.value.line) == ("models.0.options.json_output", 4)
 
 
 def test_usage_counts_cache_tokens_in_the_input() -> None:

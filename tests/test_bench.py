@@ -15,6 +15,8 @@ import pytest
 
 from engine import Settings, list_providers
 
+pytestmark = pytest.mark.bench  # not in the default run: `make bench-smoke` (CI runs it as its own step)
+
 ROOT = Path(__file__).resolve().parent.parent
 FORMATS = ("openai", "anthropic", "ollama")
 

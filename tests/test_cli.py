@@ -17,10 +17,13 @@ import pytest
 import yaml
 
 from engine import CompletionRequest, Settings, render_request
-from engine.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Console, build_parser, main
-from engine.docs import schema_text
-from engine.localserver import Fault, LocalServer
+from engine.cli import main
+from engine.cli.commands import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from engine.cli.console import Console
+from engine.cli.docs import schema_text
+from engine.cli.parser import build_parser
 from engine.registry import Registry
+from engine.testing import FakeServer, Fault
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLED = sorted(Registry(Settings()).names())
@@ -68,7 +71,7 @@ def pinned_prices(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def openai_at_server(monkeypatch: pytest.MonkeyPatch, local_server: LocalServer) -> LocalServer:
+def openai_at_server(monkeypatch: pytest.MonkeyPatch, local_server: FakeServer) -> FakeServer:
     monkeypatch.setenv("GENAI_OPENAI_BASE_URL", local_server.base_url + "/v1")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-cli-0123456789")
     monkeypatch.setenv("GENAI_MAX_RETRIES", "0")
@@ -160,7 +163,7 @@ def test_no_prompt_is_a_usage_error() -> None:
 
 
 def test_complete_streams_the_reply_and_prints_stats_on_stderr(capsys: pytest.CaptureFixture[str],
-                                                              openai_at_server: LocalServer) -> None:
+                                                              openai_at_server: FakeServer) -> None:
     code, out, err = cli(capsys, "complete", "-m", "openai/gpt-4o-mini", "Hello", "there")
     assert code == EXIT_OK
     sent = openai_at_server.requests[-1].json()
@@ -170,7 +173,7 @@ def test_complete_streams_the_reply_and_prints_stats_on_stderr(capsys: pytest.Ca
 
 
 def test_complete_json_prints_the_unified_response(capsys: pytest.CaptureFixture[str],
-                                                   openai_at_server: LocalServer) -> None:
+                                                   openai_at_server: FakeServer) -> None:
     for extra in ([], ["--no-stream"]):
         code, out, err = cli(capsys, "chat", "-m", "openai", "Hi", "--json", *extra)
         assert code == EXIT_OK and err == ""
@@ -180,7 +183,7 @@ def test_complete_json_prints_the_unified_response(capsys: pytest.CaptureFixture
         assert response["input_tokens"] == 1 and response["cost_usd"] > 0
 
 
-def test_complete_options_reach_the_request(capsys: pytest.CaptureFixture[str], openai_at_server: LocalServer,
+def test_complete_options_reach_the_request(capsys: pytest.CaptureFixture[str], openai_at_server: FakeServer,
                                             tmp_path: Path) -> None:
     schema = write(tmp_path / "city.yaml", "title: City\ntype: object\nproperties: {name: {type: string}}\n")
     code, out, _ = cli(capsys, "complete", "-m", "openai/gpt-4o", "-s", "Be brief", "-t", "0", "--max-tokens", "9",
@@ -194,7 +197,7 @@ def test_complete_options_reach_the_request(capsys: pytest.CaptureFixture[str], 
     assert json.loads(out) == {"answer": "Hello from the local server — you said: City? ✓"}
 
 
-def test_complete_reads_the_prompt_from_stdin(local_server: LocalServer) -> None:
+def test_complete_reads_the_prompt_from_stdin(local_server: FakeServer) -> None:
     env = {"GENAI_OLLAMA_BASE_URL": local_server.base_url}
     result = run("complete", "-m", "ollama", env=env, stdin="from a pipe\n")
     assert result.returncode == EXIT_OK
@@ -203,7 +206,7 @@ def test_complete_reads_the_prompt_from_stdin(local_server: LocalServer) -> None
 
 
 def test_a_failed_call_exits_1_with_one_line(capsys: pytest.CaptureFixture[str],
-                                             openai_at_server: LocalServer) -> None:
+                                             openai_at_server: FakeServer) -> None:
     openai_at_server.inject(Fault("status", status=401, message="Incorrect API key provided"))
     code, out, err = cli(capsys, "complete", "-m", "openai", "hi")
     assert code == EXIT_FAILED and out == ""
@@ -215,7 +218,7 @@ def test_a_failed_call_exits_1_with_one_line(capsys: pytest.CaptureFixture[str],
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_stops_a_call_cleanly_with_exit_130() -> None:
-    with LocalServer(chunk_size=7, max_seconds=30) as server:
+    with FakeServer(chunk_size=7, max_seconds=30) as server:
         server.inject(Fault("timeout", seconds=10))
         env = {**os.environ, "GENAI_OPENAI_BASE_URL": server.base_url + "/v1", "OPENAI_API_KEY": "sk-test"}
         process = subprocess.Popen([sys.executable, "-m", "engine", "complete", "-m", "openai", "hi"], env=env,
@@ -402,8 +405,18 @@ BROKEN = {
                            r"broken\.yaml:8: request\.body: template syntax error: unexpected '}'"),
     "value without tojson": ({"broken.yaml": OPENAI_CHILD + "request:\n  path: /chat\n  body: |\n"
                                                             "    {\"model\": {{ model }}}\n"},
-                             r"broken\.yaml:6: request\.body: body template printed str 'example-model' without "
+                             r"broken\.yaml:7: request\.body: body template printed str 'example-model' without "
                              r"'\| tojson'.*\(rendering a sample request\)"),
+    "unknown option": ({"broken.yaml": OPENAI_CHILD + "models:\n  - {id: m, options: {temprature: false}}\n"},
+                       r"broken\.yaml:5: models\.0\.options\.temprature: unknown option \(declared options: "
+                       r"json_mode, max_tokens_field, stream_usage, temperature\)"),
+    "wrong option type": ({"broken.yaml": OPENAI_CHILD + "options:\n  stream_usage: {default: 'no'}\n"},
+                          r"broken\.yaml:5: options\.stream_usage: Value error, default of type boolean.*"),
+    "template reads an undeclared option": (
+        {"broken.yaml": OPENAI_CHILD + "request:\n  path: /chat\n  body: '{{ {\"m\": options.max_token_field} "
+                                       "| tojson }}'\n"},
+        r"broken\.yaml:6: request\.body: template reads option 'max_token_field', which is not declared under "
+        r"'options' \(declared: json_mode, max_tokens_field, stream_usage, temperature\)"),
     "missing extends target": ({"broken.yaml": "name: broken\nextends: nowhere\n"},
                                r"broken\.yaml:2: extends: extends unknown provider 'nowhere' \(known: .*\)"),
     "extends cycle": ({"broken.yaml": "name: broken\nextends: other\n", "other.yaml": "name: other\nextends: broken\n"},

@@ -8,12 +8,12 @@ import pytest
 
 from engine import CompletionResponse, Engine
 from engine.errors import ConfigError
-from engine.localserver import LocalServer
+from engine.testing import FakeServer
 
 from .conftest import server_settings
 
 
-def test_sync_complete_and_stream(local_server: LocalServer) -> None:
+def test_sync_complete_and_stream(local_server: FakeServer) -> None:
     with Engine(server_settings(local_server)) as engine:
         reply = engine.complete("groq/llama-3.3-70b-versatile", "hello there")
         assert reply.success and reply.content == local_server.reply_for(local_server.requests[-1].json())
@@ -28,7 +28,7 @@ def test_sync_complete_and_stream(local_server: LocalServer) -> None:
         assert body["max_tokens"] == 50 and body["temperature"] == 0.1 and body["stream"] is True
 
 
-def test_async_complete_and_stream(local_server: LocalServer) -> None:
+def test_async_complete_and_stream(local_server: FakeServer) -> None:
     async def go() -> tuple[CompletionResponse, CompletionResponse]:
         async with Engine(server_settings(local_server)) as engine:
             reply = await engine.acomplete("ollama/llama3.2", "hi", top_k=5)
@@ -41,7 +41,7 @@ def test_async_complete_and_stream(local_server: LocalServer) -> None:
     assert local_server.requests[-2].json()["top_k"] == 5  # unknown options go to the body as extra
 
 
-def test_sync_works_inside_a_running_event_loop(local_server: LocalServer) -> None:
+def test_sync_works_inside_a_running_event_loop(local_server: FakeServer) -> None:
     """Notebooks run a loop in the main thread; the sync API must not need it."""
 
     async def inside() -> CompletionResponse:
@@ -51,13 +51,13 @@ def test_sync_works_inside_a_running_event_loop(local_server: LocalServer) -> No
     assert asyncio.run(inside()).success
 
 
-def test_bare_provider_name_uses_its_default_model(local_server: LocalServer) -> None:
+def test_bare_provider_name_uses_its_default_model(local_server: FakeServer) -> None:
     with Engine(server_settings(local_server)) as engine:
         assert engine.complete("openai", "hi").success
         assert local_server.requests[-1].json()["model"] == "gpt-4.1-mini"
 
 
-def test_default_model_from_settings(local_server: LocalServer) -> None:
+def test_default_model_from_settings(local_server: FakeServer) -> None:
     with Engine(server_settings(local_server, default_model="ollama/qwen3")) as engine:
         assert engine.complete(messages="hi").success
         assert local_server.requests[-1].json()["model"] == "qwen3"
@@ -68,7 +68,7 @@ def test_unknown_provider_in_model_string() -> None:
         Engine().complete("nosuch/model", "hi")
 
 
-def test_sync_stream_stopped_early_closes_cleanly(local_server: LocalServer) -> None:
+def test_sync_stream_stopped_early_closes_cleanly(local_server: FakeServer) -> None:
     with Engine(server_settings(local_server)) as engine:
         stream = engine.stream("openai/gpt-4o-mini", "a b c d e f g h")
         first = next(iter(stream))

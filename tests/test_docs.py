@@ -15,11 +15,12 @@ import pytest
 from pydantic import SecretStr
 
 from engine import CompletionRequest, Settings
-from engine.cli import EXIT_CODES, build_parser, main
-from engine.docs import check_examples, reference, schema_text, sections, update_reference
-from engine.localserver import LocalServer
+from engine.cli import main
+from engine.cli.docs import check_examples, reference, schema_text, sections, update_reference
+from engine.cli.parser import EXIT_CODES, build_parser
 from engine.registry import Registry
 from engine.render import prepare, render
+from engine.testing import FakeServer
 
 REPO = Path(__file__).resolve().parent.parent
 FORMAT_PAGE = REPO / "docs" / "provider-format.md"
@@ -107,12 +108,12 @@ def _walkthrough() -> list[tuple[str, str, str]]:
 def test_walkthrough_runs_as_written(tmp_path: Path) -> None:
     """Runs every shell block of the walkthrough in one bash session, in order, and compares the outputs shown.
 
-    The only liberty: the "start the local server" line runs an in-process LocalServer on a free port, and
+    The only liberty: the "start the local server" line runs an in-process FakeServer on a free port, and
     that port replaces 8765 in the later commands.
     """
     script = ["set -e"]
     expected: dict[int, str] = {}
-    with LocalServer(chunk_size=7, max_seconds=120) as server:
+    with FakeServer(chunk_size=7, max_seconds=120) as server:
         port = server.base_url.rsplit(":", 1)[1]
         previous = ""
         for number, (language, code, before) in enumerate(_walkthrough()):
@@ -120,7 +121,7 @@ def test_walkthrough_runs_as_written(tmp_path: Path) -> None:
                 (path,) = re.findall(r"Create `([^`]+)`", before)
                 script.append(f"cat > {path} <<'EOF'\n{code}EOF")
             elif language == "sh":
-                lines = [line for line in code.splitlines() if not line.startswith("python -m engine.localserver")]
+                lines = [line for line in code.splitlines() if not line.startswith("python -m engine.testing.server")]
                 script.append(f"echo '@@{number}@@'")
                 script += [line.replace("8765", port) for line in lines]
             elif language == "text" and previous == "sh" and not before.strip():
@@ -164,7 +165,7 @@ def test_cli_page_lists_every_command_and_exit_code() -> None:
 
 
 def test_readme_providers_table_is_current() -> None:
-    from engine.docs import providers_table, update_providers_table
+    from engine.cli.docs import providers_table, update_providers_table
 
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     table = providers_table(Registry(Settings()))

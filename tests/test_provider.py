@@ -11,7 +11,7 @@ import pytest
 import respx
 
 from engine import CompletionRequest, CompletionResponse, ErrorKind, get_provider
-from engine.localserver import Fault, LocalServer
+from engine.testing import FakeServer, Fault
 
 from .conftest import TEST_KEY, make_settings, server_settings
 
@@ -23,7 +23,7 @@ NATIVE = ("openai", "anthropic", "ollama", "gemini", "cohere")
 
 @pytest.fixture(autouse=True, params=["httpcore2", "httpx"])
 def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test here runs over both connection pools (respx, loaded here, would make auto pick httpx)."""
+    """Every test here runs over both connection pools."""
     monkeypatch.setenv("GENAI_HTTP_TRANSPORT", request.param)
     return str(request.param)
 
@@ -33,7 +33,7 @@ def request(provider: str, text: str = "tell me something", **kw: Any) -> Comple
                              model=MODELS.get(provider), **kw)
 
 
-async def call(server: LocalServer, provider: str, *, stream: bool, max_retries: int = 2, timeout: float = 5.0,
+async def call(server: FakeServer, provider: str, *, stream: bool, max_retries: int = 2, timeout: float = 5.0,
                **kw: Any) -> tuple[CompletionResponse, list[str]]:
     settings = server_settings(server, max_retries=max_retries, timeout=timeout)
     async with get_provider(provider, settings) as instance:
@@ -47,7 +47,7 @@ async def call(server: LocalServer, provider: str, *, stream: bool, max_retries:
 
 @pytest.mark.parametrize("provider", sorted(MODELS))
 @pytest.mark.parametrize("stream", [False, True])
-def test_every_wire_format_over_real_sockets(local_server: LocalServer, provider: str, stream: bool) -> None:
+def test_every_wire_format_over_real_sockets(local_server: FakeServer, provider: str, stream: bool) -> None:
     result, deltas = asyncio.run(call(local_server, provider, stream=stream, text="héllo wörld ✓ " * 3))
     sent = local_server.requests[-1]
     expected = local_server.reply_for(sent.json())
@@ -66,21 +66,21 @@ def test_every_wire_format_over_real_sockets(local_server: LocalServer, provider
     assert (auth or "").endswith(TEST_KEY) or provider in ("ollama", "vllm", "llamacpp")
 
 
-def test_json_output_schema_reaches_the_server_and_comes_back(local_server: LocalServer) -> None:
+def test_json_output_schema_reaches_the_server_and_comes_back(local_server: FakeServer) -> None:
     schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
     for provider in NATIVE:
         result, _ = asyncio.run(call(local_server, provider, stream=False, output_schema=schema))
         assert result.success and result.content.startswith('{"answer": '), (provider, result.content)
 
 
-def test_rate_limit_with_retry_after_is_retried(local_server: LocalServer) -> None:
+def test_rate_limit_with_retry_after_is_retried(local_server: FakeServer) -> None:
     local_server.inject(Fault("status", status=429, retry_after="0.05"))
     started = time.perf_counter()
     result, _ = asyncio.run(call(local_server, "openai", stream=False))
     assert result.success and time.perf_counter() - started >= 0.05
 
 
-def test_server_errors_after_retries_become_a_typed_failure(local_server: LocalServer) -> None:
+def test_server_errors_after_retries_become_a_typed_failure(local_server: FakeServer) -> None:
     local_server.inject(*[Fault("status", status=500, message="kaput")] * 3)
     count = len(local_server.requests)
     result, _ = asyncio.run(call(local_server, "anthropic", stream=False))
@@ -88,27 +88,27 @@ def test_server_errors_after_retries_become_a_typed_failure(local_server: LocalS
     assert "kaput" in (result.error or "") and len(local_server.requests) - count == 3
 
 
-def test_auth_error_is_not_retried(local_server: LocalServer) -> None:
+def test_auth_error_is_not_retried(local_server: FakeServer) -> None:
     local_server.inject(Fault("status", status=401, message="bad key"))
     count = len(local_server.requests)
     result, _ = asyncio.run(call(local_server, "openai", stream=True))
     assert result.error_kind is ErrorKind.AUTH and len(local_server.requests) - count == 1
 
 
-def test_timeout(local_server: LocalServer) -> None:
+def test_timeout(local_server: FakeServer) -> None:
     local_server.inject(Fault("timeout", seconds=2))
     result, _ = asyncio.run(call(local_server, "ollama", stream=False, max_retries=0, timeout=0.3))
     assert not result.success and result.error_kind is ErrorKind.TIMEOUT
 
 
-def test_connection_reset_mid_stream_keeps_the_text_so_far(local_server: LocalServer) -> None:
+def test_connection_reset_mid_stream_keeps_the_text_so_far(local_server: FakeServer) -> None:
     local_server.inject(Fault("reset", after_events=4))
     result, deltas = asyncio.run(call(local_server, "openai", stream=True))
     assert not result.success and result.error_kind is ErrorKind.CONNECTION
     assert result.content == "".join(deltas) and result.content
 
 
-def test_stream_cut_before_its_end_marker_is_not_a_success(local_server: LocalServer) -> None:
+def test_stream_cut_before_its_end_marker_is_not_a_success(local_server: FakeServer) -> None:
     for provider in NATIVE:
         local_server.inject(Fault("cut", after_events=5))
         result, deltas = asyncio.run(call(local_server, provider, stream=True))
@@ -117,21 +117,21 @@ def test_stream_cut_before_its_end_marker_is_not_a_success(local_server: LocalSe
 
 
 @pytest.mark.parametrize("provider", NATIVE)
-def test_error_event_in_stream(local_server: LocalServer, provider: str) -> None:
+def test_error_event_in_stream(local_server: FakeServer, provider: str) -> None:
     local_server.inject(Fault("stream_error", after_events=5, message="overloaded now"))
     result, deltas = asyncio.run(call(local_server, provider, stream=True))
     assert not result.success and result.error_kind is ErrorKind.SERVER and "overloaded now" in (result.error or "")
     assert result.content == "".join(deltas) and result.content
 
 
-def test_html_error_page(local_server: LocalServer) -> None:
+def test_html_error_page(local_server: FakeServer) -> None:
     local_server.inject(Fault("html"))
     result, _ = asyncio.run(call(local_server, "openai", stream=False, max_retries=0))
     assert result.status_code == 502 and result.error_kind is ErrorKind.SERVER
     assert "<" not in (result.error or "") and "Bad Gateway" in (result.error or "")
 
 
-def test_truncated_json_body(local_server: LocalServer) -> None:
+def test_truncated_json_body(local_server: FakeServer) -> None:
     local_server.inject(Fault("truncated_json"))
     result, _ = asyncio.run(call(local_server, "openai", stream=False))
     assert result.error_kind is ErrorKind.INVALID_RESPONSE and "not valid JSON" in (result.error or "")
@@ -205,7 +205,7 @@ def test_no_usage_reported_means_none_not_zero() -> None:
     assert result.cost_usd is None
 
 
-def test_consumer_stopping_early_releases_the_stream(local_server: LocalServer) -> None:
+def test_consumer_stopping_early_releases_the_stream(local_server: FakeServer) -> None:
     async def go() -> CompletionResponse | None:
         async with get_provider("openai", server_settings(local_server)) as provider:
             result = provider.stream_complete(request("openai"))
@@ -249,7 +249,7 @@ def test_empty_answer_with_a_finish_reason_is_a_success() -> None:
 
 
 @pytest.mark.parametrize("provider", NATIVE)
-def test_streams_give_their_connection_back_to_the_pool(local_server: LocalServer, provider: str) -> None:
+def test_streams_give_their_connection_back_to_the_pool(local_server: FakeServer, provider: str) -> None:
     async def go() -> list[bool]:
         async with get_provider(provider, server_settings(local_server)) as instance:
             return [(await instance.stream_complete(request(provider)).final()).success for _ in range(3)]
@@ -259,16 +259,19 @@ def test_streams_give_their_connection_back_to_the_pool(local_server: LocalServe
     assert local_server.connections - before == 1, "each stream opened a new connection"
 
 
-def test_default_pool_is_httpcore2_and_auto_yields_to_respx(tmp_path: Any) -> None:
+def test_the_pool_is_chosen_by_settings_alone(tmp_path: Any) -> None:
+    """httpcore2 by default, whatever else the process has imported (respx included); httpx's on request."""
     import os
     import subprocess
     import sys
 
-    code = ("import engine{}; p = engine.get_provider('ollama');"
-            "print(type(p.client._transport).__name__)")
-    for extra, expected in (("", "Httpcore2Transport"), (", respx", "AsyncHTTPTransport")):
+    code = "import engine, respx; p = engine.get_provider('ollama'); print(type(p.client._transport).__name__)"
+    for setting, expected in ((None, "Httpcore2Transport"), ("auto", "Httpcore2Transport"),
+                              ("httpx", "AsyncHTTPTransport")):
         env = {k: v for k, v in os.environ.items() if k != "GENAI_HTTP_TRANSPORT"}
-        out = subprocess.run([sys.executable, "-c", code.format(extra)], capture_output=True, text=True,
+        if setting is not None:
+            env["GENAI_HTTP_TRANSPORT"] = setting
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                              timeout=60, check=True, cwd=tmp_path, env=env).stdout.strip()
         assert out == expected
 

@@ -47,13 +47,24 @@ def test_model_in_the_path_is_percent_encoded(tmp_path: Path) -> None:
 
 
 def test_a_value_printed_without_tojson_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(TemplateRenderError, match=r"example\.yaml: request\.body: .*without '\| tojson'"):
+    with pytest.raises(TemplateRenderError, match=r"example\.yaml:\d+: request\.body: .*without '\| tojson'") as err:
         render_example(tmp_path, "request:\n  body: '{\"model\": \"{{ model }}\"}'\n")
+    assert err.value.file.endswith("example.yaml") and err.value.key == "request.body"
+    assert "without '| tojson'" in err.value.message
 
 
 def test_a_template_rendering_invalid_json_names_the_file(tmp_path: Path) -> None:
-    with pytest.raises(TemplateRenderError, match=r"example\.yaml: request\.body rendered invalid JSON"):
+    with pytest.raises(TemplateRenderError, match=r"example\.yaml:\d+: request\.body: rendered invalid JSON"):
         render_example(tmp_path, "request:\n  body: '{\"model\": {{ model | tojson }},}'\n")
+
+
+def test_a_template_error_names_the_line_of_the_template_that_failed(tmp_path: Path) -> None:
+    body = "request:\n  body: |\n    {% set a = 1 %}\n    {{ {\"model\": model,\n        \"x\": 1 // 0} | tojson }}\n"
+    with pytest.raises(TemplateRenderError) as err:
+        render_example(tmp_path, body)
+    source = (tmp_path / "example.yaml").read_text().splitlines()
+    assert err.value.line is not None and "1 // 0" in source[err.value.line - 1]
+    assert "by zero" in err.value.message
 
 
 def test_undefined_template_variable_is_an_error_not_empty(tmp_path: Path) -> None:

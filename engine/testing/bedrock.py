@@ -1,6 +1,7 @@
 """A small Bedrock runtime server on 127.0.0.1 for tests: Converse JSON and ConverseStream event streams.
 
-Real boto3 talks to it through an endpoint URL override. Standard library only.
+Real boto3 talks to it through an endpoint URL override (``GENAI_BEDROCK_ENDPOINT_URL``). Standard
+library only; botocore has no event-stream encoder, so `encode_message` is this module's own.
 
 * ``POST /model/{modelId}/converse`` -> Converse JSON (``output``, ``stopReason``, ``usage``, ``metrics``).
 * ``POST /model/{modelId}/converse-stream`` -> ``application/vnd.amazon.eventstream`` frames
@@ -10,7 +11,7 @@ Real boto3 talks to it through an endpoint URL override. Standard library only.
 A forced tool (``toolConfig.toolChoice.tool``) is answered with a toolUse block whose input is
 ``{"answer": <reply>}``; ``outputConfig.textFormat`` makes the reply that JSON as text. Errors use
 Bedrock's shape: status, ``x-amzn-ErrorType`` header and ``{"message": ...}`` body; in-stream failures
-are ``:message-type: exception`` frames. Faults (`Fault`) queued with `inject` each apply to one request.
+are ``:message-type: exception`` frames. Faults (`BedrockFault`) queued with `inject` each apply to one request.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def exception_frame(exception_type: str, message: str) -> bytes:
 
 
 @dataclass
-class Fault:
+class BedrockFault:
     """One injected failure for the next request.
 
     ``error``: an HTTP error of Bedrock exception type ``name``; ``stream_exception``: ``after`` stream
@@ -95,9 +96,9 @@ class BedrockServer:
     max_seconds: float = 60.0
     requests: list[Recorded] = field(default_factory=list)
     aborted: int = 0
-    _faults: deque[Fault] = field(default_factory=deque)
+    _faults: deque[BedrockFault] = field(default_factory=deque)
 
-    def inject(self, *faults: Fault) -> None:
+    def inject(self, *faults: BedrockFault) -> None:
         self._faults.extend(faults)
 
     def __enter__(self) -> BedrockServer:
@@ -119,7 +120,7 @@ class BedrockServer:
         self._http.shutdown()
         self._http.server_close()
 
-    def next_fault(self) -> Fault | None:
+    def next_fault(self) -> BedrockFault | None:
         return self._faults.popleft() if self._faults else None
 
     # -- replies ----------------------------------------------------------
@@ -222,7 +223,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(status, {"message": message},
                    {"x-amzn-ErrorType": f"{name}:http://internal.amazon.com/coral/com.amazon.bedrock/"})
 
-    def _stream(self, owner: BedrockServer, body: Mapping[str, Any], fault: Fault | None) -> None:
+    def _stream(self, owner: BedrockServer, body: Mapping[str, Any], fault: BedrockFault | None) -> None:
         self.send_response(200)
         self.send_header("Content-Type", EVENTSTREAM)
         self.send_header("Transfer-Encoding", "chunked")

@@ -21,7 +21,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel
+
+from ..errors import DocsError
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 BEGIN = "<!-- BEGIN GENERATED KEY REFERENCE (genai docs --write docs/provider-format.md) -->"
@@ -59,7 +61,7 @@ models:
 auth:
   env: [ACME_API_KEY]
 options:
-  max_tokens_field: max_tokens   # read by openai.yaml's body template
+  max_tokens_field: {default: max_tokens}   # an option openai.yaml declares for its body template
 pricing:
   acme-large: {input: 0.50, output: 1.50}
 """,
@@ -105,6 +107,16 @@ models:
     description: balanced speed and quality
   # A reasoning model that rejects temperature: the shared template reads options.temperature.
   - {id: o3, context_window: 200000, options: {temperature: false}}
+""",
+    ],
+    "OptionSpec": [
+        """\
+options:   # declared by a base file; its templates read options.max_tokens_field
+  max_tokens_field:
+    type: string
+    choices: [max_completion_tokens, max_tokens]
+    default: max_completion_tokens
+    description: The body field that carries max_tokens.
 """,
     ],
     "AuthSpec": [
@@ -272,16 +284,12 @@ pricing:
 }
 
 
-class DocsError(ValueError):
-    """The documentation cannot be generated: an example is invalid or a key is undocumented."""
-
-
 # -- JSON Schema ----------------------------------------------------------------------------------------
 
 
 def provider_schema() -> dict[str, Any]:
     """The JSON Schema of a provider file, with its dialect named for editors."""
-    from .spec import json_schema
+    from ..spec import json_schema
 
     return {"$schema": SCHEMA_DIALECT, **json_schema()}
 
@@ -328,7 +336,7 @@ class Section:
 
 def sections() -> list[Section]:
     """Every model of the provider-file format, top level first, each nested model after its parent."""
-    from .spec import ProviderSpec
+    from ..spec import ProviderSpec
 
     found: dict[type[BaseModel], Section] = {}
 
@@ -437,9 +445,9 @@ def _objects(data: Any, path: tuple[Step, ...]) -> list[Any]:
 
 def _check_provider_example(data: dict[str, Any], text: str) -> None:
     """Load an example file like a real one: ``extends`` resolved against the bundled files, then compiled."""
-    from .compiled import compile_provider
-    from .loader import ProviderSource, bundled_path, discover, merged_data, resolve_chain
-    from .spec import ProviderSpec
+    from ..compiled import compile_provider
+    from ..loader import ProviderSource, bundled_path, discover, merged_data, resolve_chain
+    from ..spec import ProviderSpec
 
     found = discover([bundled_path("providers.d")])
     source = ProviderSource(data["name"], Path(f"<example {data['name']}>"), data, text)
@@ -452,7 +460,7 @@ def check_examples(section: Section) -> list[str]:
     """Validate a section's examples; returns them. Raises `DocsError` if one is invalid or a key is missing."""
     import yaml
 
-    from .errors import ConfigError
+    from ..errors import ConfigError
 
     name = section.model.__name__
     texts = EXAMPLES.get(name, [])
@@ -473,7 +481,7 @@ def check_examples(section: Section) -> list[str]:
             shown.update(obj)
     missing = [key for key in section.model.model_fields if key not in shown]
     if missing:
-        raise DocsError(f"the examples of {name} (engine/docs.py EXAMPLES) do not show: {', '.join(missing)}")
+        raise DocsError(f"the examples of {name} (engine/cli/docs.py EXAMPLES) do not show: {', '.join(missing)}")
     return texts
 
 
@@ -482,7 +490,7 @@ def _rst_to_md(text: str) -> str:
 
 
 def _filters() -> list[str]:
-    from .templates import FILTERS
+    from ..templates import FILTERS
 
     lines = ["| Filter | What it gives |", "|---|---|"]
     for name, function in FILTERS.items():
@@ -496,11 +504,11 @@ def _filters() -> list[str]:
 
 
 def _error_kinds() -> list[str]:
-    from .errors import ErrorKind
+    from ..errors import ErrorKind
 
     missing = [kind.value for kind in ErrorKind if kind.value not in ERROR_KINDS]
     if missing:
-        raise DocsError(f"ERROR_KINDS in engine/docs.py does not describe: {', '.join(missing)}")
+        raise DocsError(f"ERROR_KINDS in engine/cli/docs.py does not describe: {', '.join(missing)}")
     return [f"- `{kind.value}`: {ERROR_KINDS[kind.value]}" for kind in ErrorKind]
 
 
@@ -556,9 +564,8 @@ PROVIDERS_END = "<!-- END GENERATED PROVIDERS TABLE -->"
 
 def _json_output(registry: Any, name: str) -> str:
     """Whether a JSON Schema given as ``output_schema`` reaches the provider, judged by rendering it."""
-    from .render import prepare, render
-    from .settings import Settings
-    from .types import CompletionRequest
+    from ..render import prepare, render, with_placeholders
+    from ..types import CompletionRequest
 
     spec = registry.spec(name)
     if spec.backend is not None:
@@ -566,7 +573,7 @@ def _json_output(registry: Any, name: str) -> str:
     marker = "genai_docs_probe_field"
     request = CompletionRequest(messages=[{"role": "user", "content": "x"}], model=spec.default_model or "model",
                                 output_schema={"type": "object", "properties": {marker: {"type": "string"}}})
-    settings = Settings(api_keys={name: SecretStr("key")}, provider_config={name: {k: "example" for k in spec.config}})
+    settings, _ = with_placeholders(spec, registry.settings, force=True)
     body = render(prepare(registry.compiled(name), settings), request).content.decode()
     if marker not in body:
         return "no"

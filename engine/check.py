@@ -1,0 +1,284 @@
+"""Check provider and pricing files the way the engine loads them, finding every problem, not just the first.
+
+`check` returns a structured result: one `FileReport` per file, each with its `Problem`\\ s
+(file, line, key, message, warning or error). ``genai check`` prints it like a compiler.
+
+Each provider file is checked in the context the engine would load it in (bundled providers,
+the user folders, and the file's own folder), as the top definition of its name: validated,
+compiled, and used to render sample requests. A Python backend is located but never imported,
+so checking never runs code from a provider file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from .errors import ConfigError, ProviderFileError, TemplateRenderError
+from .loader import ProviderSource, bundled_path, line_of, locate, provider_files, read_source, read_yaml
+
+if TYPE_CHECKING:
+    from .compiled import CompiledProvider
+    from .pricing import PriceTable
+    from .registry import Registry
+    from .settings import Settings
+    from .spec import ProviderSpec
+    from .types import CompletionRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One finding: where (file, line, key) and what; a warning does not fail the check."""
+
+    file: str | None
+    line: int | None
+    key: str | None
+    message: str
+    warning: bool = False
+
+    @classmethod
+    def of(cls, exc: ProviderFileError, suffix: str = "") -> Problem:
+        return cls(exc.file, exc.line, exc.key, exc.message + suffix)
+
+    def format(self, show_path: Callable[[str], str] = str) -> str:
+        """``file:line: key: message``, like a compiler; ``show_path`` shortens the file name."""
+        shown = show_path(self.file) if self.file else "<provider>"
+        where = f"{shown}:{self.line}" if self.line is not None else str(shown)
+        message = f"warning: {self.message}" if self.warning else self.message
+        return f"{where}: {self.key}: {message}" if self.key else f"{where}: {message}"
+
+
+@dataclass(slots=True)
+class FileReport:
+    """The problems of one checked file."""
+
+    path: Path
+    kind: Literal["provider", "pricing"]
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(not p.warning for p in self.problems)
+
+
+@dataclass(slots=True)
+class CheckResult:
+    """Every checked file; a problem shared by several files (a broken parent) is reported once."""
+
+    reports: list[FileReport]
+
+    @property
+    def problems(self) -> list[Problem]:
+        seen: dict[Problem, None] = {}
+        for report in self.reports:
+            for problem in report.problems:
+                seen.setdefault(problem)
+        return list(seen)
+
+    @property
+    def errors(self) -> int:
+        return sum(not p.warning for p in self.problems)
+
+    @property
+    def warnings(self) -> int:
+        return sum(p.warning for p in self.problems)
+
+    @property
+    def ok(self) -> bool:
+        return self.errors == 0
+
+
+def check(settings: Settings, paths: Sequence[Path] = (), pricing: Sequence[Path] = ()) -> CheckResult:
+    """Check files: ``paths`` are provider files, pricing files (a name containing ``pricing``) or folders.
+
+    With neither ``paths`` nor ``pricing``: every bundled and ``GENAI_PROVIDERS_PATH`` provider file,
+    the bundled ``pricing.yaml`` and ``GENAI_PRICING_FILE``. Raises `ConfigError` for a path that does
+    not exist.
+    """
+    folders, provider_paths, pricing_paths = _targets(settings, paths, pricing)
+    checker = _Checker(settings, folders)
+    for path in provider_paths:  # files outside the folders (another extension) still take part
+        checker.read(path)
+    reports = [FileReport(path, "provider", checker.provider_file(path)) for path in provider_paths]
+    reports += [FileReport(path, "pricing", checker.pricing_file(path, checker.found)) for path in pricing_paths]
+    return CheckResult(reports)
+
+
+def _targets(settings: Settings, paths: Sequence[Path],
+             pricing: Sequence[Path]) -> tuple[list[Path], list[Path], list[Path]]:
+    """(folders to load, provider files, pricing files)."""
+    folders = [bundled_path("providers.d"), *settings.providers_path]
+    if not paths and not pricing:
+        providers = [path for folder in folders for path in provider_files(folder)]
+        prices = [bundled_path("pricing.yaml"), *([settings.pricing_file] if settings.pricing_file else [])]
+        return folders, providers, prices
+    providers, prices = [], list(pricing)
+    for path in paths:
+        if path.is_dir():
+            providers += provider_files(path)
+        elif not path.is_file():
+            raise ConfigError(f"{path}: no such file or folder")
+        elif "pricing" in path.name:
+            prices.append(path)
+        else:
+            providers.append(path)
+    for path in prices:
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such file")
+    resolved = {folder.resolve() for folder in folders if folder.exists()}
+    for parent in dict.fromkeys(path.parent for path in providers):
+        if parent.resolve() not in resolved:
+            folders.append(parent)
+            resolved.add(parent.resolve())
+    return folders, providers, prices
+
+
+SAMPLE_SCHEMA = {"title": "Answer", "type": "object", "properties": {"answer": {"type": "string"}},
+                 "required": ["answer"], "additionalProperties": False}
+
+
+def sample_requests(spec: ProviderSpec) -> Iterator[CompletionRequest]:
+    """Requests that exercise every branch of the usual templates: system text, options, schema, extra."""
+    from .types import CompletionRequest
+
+    first = spec.default_model or (spec.models[0].id if spec.models else "example-model")
+    with_options = [m.id for m in spec.models if m.options and m.id != first]
+    for model in [first, *with_options]:
+        yield CompletionRequest(messages=[{"role": "user", "content": "Hello"}], model=model)
+    yield CompletionRequest(
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                  {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "2+2?"}],
+        model=first, temperature=0.2, max_tokens=64)
+    yield CompletionRequest(messages=[{"role": "user", "content": "Capital of France?"}], model=first,
+                            output_schema=SAMPLE_SCHEMA, extra={"seed": 1})
+
+
+def module_exists(name: str) -> bool:
+    """Whether a module can be found on the path, without importing it or any package above it."""
+    from importlib.machinery import PathFinder
+
+    search: list[str] | None = None
+    for depth, part in enumerate(name.split(".")):
+        spec = PathFinder.find_spec(part, search) if depth or search is not None else PathFinder.find_spec(part)
+        if spec is None:
+            return False
+        locations = spec.submodule_search_locations
+        search = list(locations) if locations is not None else []
+    return True
+
+
+class _Checker:
+    def __init__(self, settings: Settings, folders: Sequence[Path]) -> None:
+        self.settings = settings
+        self.sources: dict[Path, ProviderSource | ProviderFileError] = {}
+        self.found: dict[str, list[ProviderSource]] = {}
+        for folder in folders:
+            for path in provider_files(folder):
+                self.read(path)
+        self._prices: PriceTable | None = None
+
+    def read(self, path: Path) -> ProviderSource | ProviderFileError:
+        key = path.resolve()
+        if key not in self.sources:
+            try:
+                source = read_source(path)
+            except ProviderFileError as exc:
+                self.sources[key] = exc
+            else:
+                self.found.setdefault(source.name, []).append(source)
+                self.sources[key] = source
+        return self.sources[key]
+
+    @property
+    def prices(self) -> PriceTable:
+        """Every price that loads; broken pricing files are reported by `pricing_file`."""
+        if self._prices is None:
+            from .pricing import PriceTable
+
+            for user_file, bundled in ((self.settings.pricing_file, None), (None, None), (None, Path(os.devnull))):
+                try:
+                    self._prices = PriceTable(user_file, bundled)
+                    break
+                except ProviderFileError:
+                    continue
+            assert self._prices is not None
+        return self._prices
+
+    def registry(self, source: ProviderSource) -> Registry:
+        """A registry in which ``source`` is the top definition of its name."""
+        from .registry import Registry
+
+        layers = self.found[source.name]
+        top = next(i for i, s in enumerate(layers) if s is source)
+        return Registry(self.settings, found={**self.found, source.name: layers[:top + 1]})
+
+    def provider_file(self, path: Path) -> list[Problem]:
+        source = self.read(path)
+        if isinstance(source, ProviderFileError):
+            return [Problem.of(source)]
+        try:
+            compiled = self.registry(source).compiled(source.name)
+        except ProviderFileError as exc:
+            return [Problem.of(exc)]
+        except ConfigError as exc:
+            return [Problem(str(path), None, None, " ".join(str(exc).split()))]
+        return [*self._backend(compiled), *self._render(compiled), *self._unpriced(compiled)]
+
+    def _backend(self, compiled: CompiledProvider) -> list[Problem]:
+        if compiled.spec.backend is None:
+            return []
+        module = compiled.spec.backend.partition(":")[0]
+        if module_exists(module):
+            return []
+        file, line = locate(compiled.chain, ["backend"])
+        return [Problem(file, line, "backend", f"cannot find Python module {module!r}")]
+
+    def _render(self, compiled: CompiledProvider) -> list[Problem]:
+        from .render import prepare, render, with_placeholders
+
+        spec = compiled.spec
+        if spec.backend is not None or spec.request is None:
+            return []
+        settings, _ = with_placeholders(spec, self.settings, key="sk-check", force=True)
+        try:
+            prepared = prepare(compiled, settings)
+            for request in sample_requests(spec):
+                for stream in (False, True):
+                    render(prepared, request, stream)
+        except TemplateRenderError as exc:
+            return [Problem.of(exc, " (rendering a sample request)")]
+        except ConfigError as exc:
+            return [Problem(compiled.file, None, None, " ".join(str(exc).split()))]
+        return []
+
+    def _unpriced(self, compiled: CompiledProvider) -> list[Problem]:
+        spec = compiled.spec
+        if spec.local:
+            return []
+        problems = []
+        for i, model in enumerate(spec.models):
+            if not self.prices.quote(spec, model.id).known:
+                file, line = locate(compiled.chain, ["models", i])
+                problems.append(Problem(file, line, f"models.{i}", (
+                    f"no price for paid model {model.id!r}: add it to pricing.yaml, GENAI_PRICING_FILE or this "
+                    "file's 'pricing' (or set 'local: true')"), warning=True))
+        return problems
+
+    def pricing_file(self, path: Path, known: Iterable[str]) -> list[Problem]:
+        from .pricing import load_pricing_file
+
+        try:
+            table = load_pricing_file(path)
+        except ProviderFileError as exc:
+            return [Problem.of(exc)]
+        names = set(known)
+        unknown = [provider for provider in table if provider not in names]
+        if not unknown:
+            return []
+        data, text = read_yaml(path)
+        source = ProviderSource("<pricing>", path, data, text)
+        return [Problem(str(path), line_of(source, [provider]), provider,
+                        "prices for a provider that no provider file defines", warning=True) for provider in unknown]

@@ -1,0 +1,555 @@
+"""The ``genai`` commands: each reads its arguments, calls the library and prints the result."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .console import Cell, Console, count, json_text, money, per_million, show_path, yaml_text
+
+if TYPE_CHECKING:
+    from ..registry import Registry
+    from ..settings import Settings
+    from ..spec import ProviderSpec
+    from ..types import CompletionResponse
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """A mistake on the command line; reported in one line with exit code 2."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An error in one line; a file error as ``file:line: key: message``."""
+    from ..check import Problem
+    from ..errors import ProviderFileError
+
+    if isinstance(exc, ProviderFileError):
+        return Problem.of(exc).format(show_path)
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+# -- arguments ------------------------------------------------------------------------------------------
+
+
+def settings_of(args: argparse.Namespace) -> Settings:
+    """Settings from the environment, plus the folders given with --providers-path."""
+    from ..settings import Settings
+
+    settings = Settings()
+    extra = [Path(p) for p in getattr(args, "providers_path", None) or []]
+    if extra:
+        settings = settings.model_copy(update={"providers_path": [*settings.providers_path, *extra]})
+    return settings
+
+
+def registry_of(settings: Settings) -> Registry:
+    from ..registry import default_registry
+
+    return default_registry(settings)
+
+
+def _prompt(args: argparse.Namespace) -> str:
+    """The prompt: the words given, or stdin when there are none (or just '-')."""
+    words = args.prompt or []
+    if words and words != ["-"]:
+        return " ".join(words)
+    if sys.stdin is None or (not words and sys.stdin.isatty()):
+        raise UsageError("no prompt: give it as an argument or pipe it on stdin")
+    text = sys.stdin.read()
+    if not text.strip():
+        raise UsageError("the prompt read from stdin is empty")
+    return text
+
+
+def _messages(args: argparse.Namespace) -> list[dict[str, Any]]:
+    system = [{"role": "system", "content": args.system}] if args.system else []
+    return [*system, {"role": "user", "content": _prompt(args)}]
+
+
+def _read_schema(name: str) -> dict[str, Any]:
+    try:
+        text = Path(name).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"--schema {name}: {exc.strerror or exc}") from None
+    try:
+        schema = json.loads(text)
+    except ValueError:
+        import yaml
+
+        try:
+            schema = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise UsageError(f"--schema {name}: neither JSON nor YAML ({exc})") from None
+    if not isinstance(schema, dict):
+        raise UsageError(f"--schema {name}: a JSON Schema must be an object")
+    return schema
+
+
+def _option(text: str) -> tuple[str, Any]:
+    """``key=value`` from -o; the value is read as JSON when it parses (numbers, true, lists), else text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise UsageError(f"-o {text!r}: expected KEY=VALUE, e.g. -o top_p=0.9")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def _call_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Options of `Engine.complete` / `CompletionRequest` given on the command line."""
+    options: dict[str, Any] = {}
+    if args.temperature is not None:
+        options["temperature"] = args.temperature
+    if args.max_tokens is not None:
+        options["max_tokens"] = args.max_tokens
+    if args.schema:
+        options["output_schema"] = _read_schema(args.schema)
+    extra = dict(_option(o) for o in args.option or [])
+    if extra:
+        options["extra"] = extra
+    return options
+
+
+# -- complete, render -----------------------------------------------------------------------------------
+
+
+def cmd_complete(args: argparse.Namespace, console: Console) -> int:
+    import asyncio
+
+    messages = _messages(args)
+    response = asyncio.run(_complete(args, console, settings_of(args), messages, _call_options(args)))
+    if args.json:
+        console.print(json_text(response.model_dump(mode="json")))
+    elif response.success:
+        console.note(_summary(response))
+    if not response.success:
+        where = f"{response.provider}/{response.model}" if response.model else str(response.provider)
+        kind = f"{response.error_kind}: " if response.error_kind else ""
+        console.error(f"{where}: {kind}{response.error}")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+async def _complete(args: argparse.Namespace, console: Console, settings: Settings,
+                    messages: list[dict[str, Any]], options: dict[str, Any]) -> CompletionResponse:
+    from ..client import Engine
+
+    async with Engine(settings) as engine:
+        if args.no_stream:
+            response = await engine.acomplete(args.model, messages, **options)
+            if not args.json and response.content:
+                console.print(response.content)
+            return response
+        stream = engine.astream(args.model, messages, **options)
+        at_line_start = True
+        try:
+            async for delta in stream:
+                if not args.json:
+                    console.write(delta)
+                    at_line_start = delta.endswith("\n")
+        finally:
+            if not at_line_start:  # also after Ctrl-C, so the shell prompt starts on its own line
+                console.write("\n")
+            await stream.aclose()
+        assert stream.response is not None
+        return stream.response
+
+
+def _summary(response: CompletionResponse) -> str:
+    """One line for stderr: model, tokens, cost, latency, finish reason."""
+    parts = [f"{response.provider}/{response.model}"]
+    if response.input_tokens is None and response.output_tokens is None:
+        parts.append("tokens not reported")
+    else:
+        tokens = f"{count(response.input_tokens)} in, {count(response.output_tokens)} out tokens"
+        details = [f"{count(n)} {label}" for n, label in ((response.cached_input_tokens, "cached"),
+                                                          (response.reasoning_tokens, "reasoning")) if n]
+        parts.append(tokens + (f" ({', '.join(details)})" if details else ""))
+    parts.append(money(response.cost_usd) if response.cost_usd is not None else "cost unknown (no price)")
+    if response.latency_ms is not None:
+        parts.append(f"{response.latency_ms:,.0f} ms")
+    if response.finish_reason:
+        parts.append(f"finish: {response.finish_reason}")
+    return " · ".join(parts)
+
+
+def cmd_render(args: argparse.Namespace, console: Console) -> int:
+    from ..api import render_request
+    from ..client import Engine
+    from ..render import with_placeholders
+    from ..types import CompletionRequest
+
+    settings = settings_of(args)
+    engine = Engine(settings)
+    provider, model = engine.route(args.model)
+    request = CompletionRequest(messages=_messages(args), model=model, stream=args.stream, **_call_options(args))
+    settings, notes = with_placeholders(engine.registry.spec(provider), settings)
+    for note in notes:
+        console.note(f"note: {note}")
+    shown = render_request(provider, request, settings).to_dict()
+    if args.json:
+        console.print(json_text(shown))
+        return EXIT_OK
+    console.print(f"{shown['method']} {shown['url']}", "bold")
+    for name, value in shown["headers"].items():
+        console.print(f"{console.paint(name, 'cyan')}: {value}")
+    if shown["body"] is not None:
+        console.print()
+        console.print(json_text(shown["body"]))
+    return EXIT_OK
+
+
+# -- providers, models, pricing, cost -------------------------------------------------------------------
+
+
+def _key_status(spec: ProviderSpec, settings: Settings) -> tuple[str, str]:
+    """Where a provider's key comes from and whether it is set, with a colour."""
+    if spec.auth.type == "none":
+        return "- (no key)", "dim"
+    source = settings.key_source(spec.name, spec.key_env)
+    if source is not None:
+        return (f"{source} (set)" if source != "settings" else "set in settings"), "green"
+    shown = spec.auth.env[0] if spec.auth.env else spec.key_env[0]
+    return (f"{shown} (optional)", "dim") if spec.auth.optional else (f"{shown} (not set)", "yellow")
+
+
+def _stream_format(spec: ProviderSpec) -> str:
+    if spec.backend is not None:
+        return "python"
+    return spec.stream.format if spec.stream is not None else "-"
+
+
+def _report_broken(broken: list[Exception], console: Console) -> int:
+    """After a listing: one line per provider file that failed to load, and the exit code."""
+    for problem in broken:
+        console.error(one_line(problem))
+    return EXIT_FAILED if broken else EXIT_OK
+
+
+def cmd_providers(args: argparse.Namespace, console: Console) -> int:
+    if getattr(args, "providers_command", None) == "show":
+        return _show_provider(args, console)
+    from ..errors import ConfigError
+
+    settings = settings_of(args)
+    registry = registry_of(settings)
+    rows: list[list[Cell]] = []
+    listing: list[dict[str, Any]] = []
+    broken: list[Exception] = []
+    for name in registry.names():
+        try:
+            spec = registry.spec(name)
+        except ConfigError as exc:
+            broken.append(exc)
+            rows.append([(name, "red"), "", "", ("invalid file: see below", "red"), "", ""])
+            listing.append({"name": name, "error": one_line(exc)})
+            continue
+        key, style = _key_status(spec, settings)
+        rows.append([name, str(len(spec.models)), spec.default_model or "-", (key, style), _stream_format(spec),
+                     spec.description])
+        listing.append({
+            "name": name, "description": spec.description, "models": [m.id for m in spec.models],
+            "default_model": spec.default_model, "key_env": spec.key_env if spec.auth.type != "none" else [],
+            "key_set": style == "green", "stream": _stream_format(spec), "local": spec.local,
+            "file": str(registry.chain(name)[0].path),
+        })
+    if args.json:
+        console.print(json_text(listing))
+    else:
+        console.table(["PROVIDER", "MODELS", "DEFAULT MODEL", "API KEY", "STREAM", "DESCRIPTION"], rows, right=[1])
+    return _report_broken(broken, console)
+
+
+def _show_provider(args: argparse.Namespace, console: Console) -> int:
+    from ..errors import ConfigError
+    from ..loader import merged_data
+    from ..spec import ProviderSpec
+
+    registry = registry_of(settings_of(args))
+    chain = registry.chain(args.name)
+    error: ConfigError | None = None
+    try:
+        spec: ProviderSpec | None = registry.spec(args.name)
+    except ConfigError as exc:
+        spec, error = None, exc
+    if args.defaults and spec is not None:
+        data = spec.model_dump(exclude_none=True)
+    else:
+        merged = merged_data(chain)
+        data = {key: merged[key] for key in ProviderSpec.model_fields if key in merged}
+    if args.json:
+        console.print(json_text(data))
+    else:
+        files = " <- ".join(show_path(source.path) for source in chain)
+        console.print(f"# {args.name}: resolved from {files}", "dim")
+        console.out.write(yaml_text(data))
+    if error is not None:
+        console.error(one_line(error))
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _price_cells(price: Any, local: bool) -> list[str]:
+    if local:
+        return ["0 (local)", "0", "-"]
+    if price is None:
+        return ["-", "-", "-"]
+    return [per_million(price.input), per_million(price.output), per_million(price.cached_input)]
+
+
+def cmd_models(args: argparse.Namespace, console: Console) -> int:
+    from ..errors import ConfigError
+    from ..pricing import describe
+
+    registry = registry_of(settings_of(args))
+    rows: list[list[Cell]] = []
+    listing: list[dict[str, Any]] = []
+    any_model: list[str] = []
+    broken: list[Exception] = []
+    for name in args.providers or registry.names():
+        registry.chain(name)  # an unknown name is a usage error, raised here
+        try:
+            spec = registry.spec(name)
+        except ConfigError as exc:
+            broken.append(exc)
+            continue
+        if not spec.models:
+            any_model.append(name)
+        for model in spec.models:
+            price = registry.prices.quote(spec, model.id).price
+            rows.append([f"{name}/{model.id}", count(model.context_window), count(model.max_output_tokens),
+                         *_price_cells(price, spec.local)])
+            listing.append({
+                "provider": name, "model": model.id, "aliases": model.aliases, "local": spec.local,
+                "context_window": model.context_window, "max_output_tokens": model.max_output_tokens,
+                "price": describe(price) if price is not None else None,
+            })
+    if args.json:
+        console.print(json_text(listing))
+    else:
+        console.table(["MODEL", "CONTEXT", "MAX OUTPUT", "INPUT $/M", "OUTPUT $/M", "CACHED $/M"], rows,
+                      right=range(1, 6))
+        if any_model:
+            console.note(f"no model list (any model id the server knows): {', '.join(any_model)}")
+    return _report_broken(broken, console)
+
+
+def cmd_pricing(args: argparse.Namespace, console: Console) -> int:
+    from ..errors import ConfigError
+    from ..pricing import describe
+
+    registry = registry_of(settings_of(args))
+    prices = registry.prices
+    rows: list[list[Cell]] = []
+    listing: dict[str, dict[str, Any]] = {}
+    for name in args.providers or sorted(set(registry.names()) | prices.providers()):
+        file_prices = {}
+        if name in registry.found:
+            try:
+                file_prices = registry.spec(name).pricing
+            except ConfigError as exc:
+                console.warn(f"{one_line(exc)} (its own pricing block is left out)")
+        elif args.providers and name not in prices.providers():
+            registry.chain(name)  # unknown everywhere: raises the usual error
+        for model, price in sorted(prices.models(name, file_prices).items()):
+            listing.setdefault(name, {})[model] = describe(price)
+            rows.append([f"{name}/{model}", per_million(price.input), per_million(price.output),
+                         per_million(price.cached_input), per_million(price.cache_write),
+                         str(price.date or "-"), price.source or "-"])
+    if args.json:
+        console.print(json_text(listing))
+        return EXIT_OK
+    console.table(["MODEL", "INPUT", "OUTPUT", "CACHED IN", "CACHE WRITE", "CHECKED", "SOURCE"], rows,
+                  right=range(1, 5))
+    console.note("USD per million tokens. Precedence: provider file < bundled pricing.yaml < GENAI_PRICING_FILE.")
+    return EXIT_OK
+
+
+def cmd_cost(args: argparse.Namespace, console: Console) -> int:
+    from ..client import Engine
+    from ..pricing import Usage, describe
+
+    for label, value in (("INPUT_TOKENS", args.input_tokens), ("OUTPUT_TOKENS", args.output_tokens),
+                         ("--cached", args.cached), ("--cache-write", args.cache_write)):
+        if value < 0:
+            raise UsageError(f"{label} cannot be negative")
+    if args.cached + args.cache_write > args.input_tokens:
+        raise UsageError("--cached and --cache-write are part of INPUT_TOKENS, so they cannot add up to more")
+    quote = Engine(settings_of(args)).quote(args.model)
+    name = f"{quote.provider}/{quote.model}"
+    if not quote.known:
+        console.error(f"no price known for {name}: add it to a pricing file (GENAI_PRICING_FILE) "
+                      "or to the provider file's 'pricing'")
+        return EXIT_FAILED
+    cost = quote.cost(Usage(args.input_tokens, args.output_tokens, args.cached, args.cache_write))
+    price = quote.price
+    if args.json:
+        console.print(json_text({
+            "provider": quote.provider, "model": quote.model, "input_tokens": args.input_tokens,
+            "output_tokens": args.output_tokens, "cached_input_tokens": args.cached,
+            "cache_write_tokens": args.cache_write, "cost_usd": float(cost or 0), "cost_usd_exact": str(cost),
+            "price": describe(price) if price is not None else None, "local": quote.local,
+        }))
+        return EXIT_OK
+    counts = f"{count(args.input_tokens)} input + {count(args.output_tokens)} output tokens"
+    cached = [f"{count(n)} {label}" for n, label in ((args.cached, "cached"), (args.cache_write, "cache-write"))
+              if n]
+    console.print(f"{name}: {money(cost)} for {counts}" + (f" ({', '.join(cached)})" if cached else ""))
+    if price is None:
+        console.print("  a local provider: calls cost nothing", "dim")
+        return EXIT_OK
+    per = [f"input ${per_million(price.input)}", f"output ${per_million(price.output)}"]
+    per += [f"{label} ${per_million(v)}" for label, v in (("cached input", price.cached_input),
+                                                          ("cache write", price.cache_write)) if v is not None]
+    console.print(f"  per million tokens: {', '.join(per)}", "dim")
+    if price.source or price.date:
+        console.print(f"  source: {price.source or '?'}" + (f" (checked {price.date})" if price.date else ""), "dim")
+    return EXIT_OK
+
+
+# -- check, schema, docs --------------------------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace, console: Console) -> int:
+    from ..check import check
+    from ..errors import ConfigError
+
+    paths = [Path(name) for name in args.files]
+    try:
+        result = check(settings_of(args), paths, [Path(p) for p in args.pricing or []])
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    reported: set[str] = set()
+    for report in result.reports:
+        if not report.problems:
+            console.print(f"{show_path(report.path)}: {console.paint('ok', 'green')}")
+        for problem in report.problems:
+            line = problem.format(show_path)
+            if line not in reported:  # a broken parent file shows once, not once per child
+                reported.add(line)
+                console.print(line, "yellow" if problem.warning else "red")
+    providers = sum(r.kind == "provider" for r in result.reports)
+    pricing = len(result.reports) - providers
+    files = f"{providers} provider file{'s' * (providers != 1)}"
+    files += f" and {pricing} pricing file{'s' * (pricing != 1)}" if pricing else ""
+    errors, warnings = result.errors, result.warnings
+    summary = f"checked {files}: {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
+    console.print(summary, "bold" if errors else "dim")
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _compare(path: Path, expected: str, fix: str, console: Console) -> int:
+    try:
+        current = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"{path}: {exc.strerror or exc}") from None
+    if current == expected:
+        console.print(f"{show_path(path)}: up to date")
+        return EXIT_OK
+    console.error(f"{show_path(path)} is out of date; run: {fix}")
+    return EXIT_FAILED
+
+
+def _write(path: Path, text: str, console: Console) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        console.note(f"{show_path(path)}: up to date")
+    else:
+        path.write_text(text, encoding="utf-8")
+        console.note(f"wrote {show_path(path)}")
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace, console: Console) -> int:
+    from .docs import schema_text
+
+    text = schema_text()
+    if args.check:
+        return _compare(Path(args.check), text, f"genai schema -o {args.check}", console)
+    if args.output:
+        return _write(Path(args.output), text, console)
+    console.out.write(text)
+    return EXIT_OK
+
+
+def cmd_docs(args: argparse.Namespace, console: Console) -> int:
+    from .docs import providers_table, reference, update_providers_table, update_reference
+
+    if args.providers:
+        generated = providers_table(registry_of(settings_of(args)))
+
+        def update(text: str) -> str:
+            return update_providers_table(text, generated)
+    else:
+        generated = reference()
+        update = update_reference
+    if not (args.write or args.check):
+        console.out.write(generated)
+        return EXIT_OK
+    path = Path(args.write or args.check)
+    try:
+        current = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"{path}: {exc.strerror or exc}") from None
+    updated = update(current)
+    flag = " --providers" if args.providers else ""
+    if args.check:
+        return _compare(path, updated, f"genai docs{flag} --write {args.check}", console)
+    return _write(path, updated, console)
+
+
+# -- demo -----------------------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace, console: Console) -> int:
+    import asyncio
+
+    from ..registry import Registry
+    from ..testing.selftest import run_selftest
+    from ..testing.server import FakeServer
+
+    settings = settings_of(args)
+    registry = Registry(settings)
+    names = args.provider or registry.names()
+    for name in names:
+        registry.chain(name)  # unknown names fail here, before the server starts
+    stream = not args.no_stream
+    with FakeServer(chunk_size=7, max_seconds=300) as server:
+        if not args.json:
+            console.print("Offline self-test: each provider runs end to end (request template, HTTP over "
+                          "loopback, " + ("stream parsing" if stream else "response parsing") + ", cost)", "bold")
+            console.print(f"against the bundled fake server (engine.testing) at {server.base_url}, in "
+                          "its own wire format.")
+            console.print("Nothing leaves this machine: no real API is called, no key is used, nothing is billed.")
+            console.print()
+        results = asyncio.run(run_selftest(registry, settings, server, names, stream=stream))
+    if args.json:
+        console.print(json_text([r.to_dict() for r in results]))
+    else:
+        styles = {"ok": "green", "fail": "red", "skipped": "dim"}
+        table: list[list[Cell]] = []
+        for r in results:
+            text = r.text if r.result == "ok" else r.error or ""
+            text = text if len(text) <= 60 else text[:59] + "…"
+            tokens = ("-" if r.input_tokens is None and r.output_tokens is None
+                      else f"{count(r.input_tokens)} / {count(r.output_tokens)}")
+            time = "-" if r.latency_ms is None else f"{r.latency_ms:,.0f} ms"
+            table.append([r.provider, r.format or "-", (r.result, styles[r.result]), tokens, money(r.cost_usd),
+                          time, (text, "" if r.result == "ok" else styles[r.result])])
+        console.table(["PROVIDER", "FORMAT", "RESULT", "TOKENS IN/OUT", "COST", "TIME", "REPLY"], table,
+                      right=[3, 4, 5])
+        counts = {kind: sum(r.result == kind for r in results) for kind in styles}
+        console.print()
+        console.print(f"{counts['ok']} ok, {counts['fail']} failed, {counts['skipped']} skipped "
+                      "(their wire format is not one the local server speaks)",
+                      "red" if counts["fail"] else "green")
+    return EXIT_FAILED if any(r.result == "fail" for r in results) else EXIT_OK

@@ -1,0 +1,225 @@
+"""The ``genai`` argument parser: every command, its options, help text and examples."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+from . import commands as cmd
+
+EXIT_CODES = """\
+exit codes:
+  0    success
+  1    a call failed (success=False), a demo provider failed, or a file has errors (check)
+  2    usage or configuration error: bad arguments, unknown provider, missing API key,
+       broken provider file
+  130  interrupted (Ctrl-C)
+"""
+
+ENVIRONMENT = """\
+environment:
+  GENAI_PROVIDERS_PATH      extra folders of provider files (separated by ':'), later ones win
+  GENAI_PRICING_FILE        a pricing file that overrides the bundled prices
+  GENAI_DEFAULT_MODEL       the model used when -m is not given
+  GENAI_<NAME>_API_KEY      a provider's API key (or the env variable its file names)
+  GENAI_<NAME>_BASE_URL     a provider's base URL
+  NO_COLOR                  set to turn colours off
+"""
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Wraps description paragraphs to the terminal; indented lines (examples, tables) keep their layout."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=30)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        import textwrap
+
+        lines: list[str] = []
+        for line in text.splitlines():
+            if line.startswith(" ") or not line:
+                lines.append(indent + line)
+            else:
+                lines += textwrap.wrap(line, width, initial_indent=indent, subsequent_indent=indent)
+        return "\n".join(lines)
+
+
+def _common(parser: argparse.ArgumentParser, top: bool) -> None:
+    """Options every command takes, before or after its name."""
+    def default(value: Any) -> Any:
+        return value if top else argparse.SUPPRESS
+
+    parser.add_argument("--debug", action="store_true", default=default(False),
+                        help="show the full traceback of an error")
+    parser.add_argument("--no-color", action="store_true", default=default(False),
+                        help="no colours (also: NO_COLOR=1; colours are only used on a terminal)")
+    parser.add_argument("-P", "--providers-path", action="append", metavar="DIR", default=default(None),
+                        help="also read provider files from DIR (repeatable; after GENAI_PROVIDERS_PATH)")
+
+
+def _call_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("prompt", nargs="*", metavar="PROMPT",
+                        help="the prompt (words are joined); read from stdin when absent or '-'")
+    parser.add_argument("-m", "--model", metavar="PROVIDER/MODEL",
+                        help="e.g. openai/gpt-4o-mini; a bare provider name uses its default model "
+                             "(default: GENAI_DEFAULT_MODEL)")
+    parser.add_argument("-s", "--system", metavar="TEXT", help="a system prompt")
+    parser.add_argument("-t", "--temperature", type=float, metavar="T", help="sampling temperature (default 0.7)")
+    parser.add_argument("--max-tokens", type=int, metavar="N", help="most output tokens")
+    parser.add_argument("--schema", metavar="FILE", help="JSON Schema (JSON or YAML file): ask for JSON output")
+    parser.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
+                        help="a provider-specific body field, e.g. -o top_p=0.9 (value read as JSON if it parses)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="genai", formatter_class=_Formatter,
+        description="Call any LLM provider from the terminal, and check, inspect and try provider files.\n"
+                    "Every command has --help with examples.",
+        epilog="examples:\n"
+               "  genai demo                                   offline self-test of every provider\n"
+               "  genai complete -m openai/gpt-4o-mini \"Hi\"    stream a reply; tokens, cost, time on stderr\n"
+               "  genai providers                              providers, their key variables, stream formats\n"
+               "  genai check my-providers/acme.yaml           validate a provider file\n"
+               "  genai render -m anthropic \"Hi\"               the exact HTTP request, not sent\n\n"
+               + ENVIRONMENT + "\n" + EXIT_CODES)
+    _common(parser, top=True)
+    parser.add_argument("--version", action="version", version=f"genai {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    common = argparse.ArgumentParser(add_help=False)
+    _common(common, top=False)
+
+    def command(name: str, run: Any, summary: str, description: str, examples: str,
+                aliases: Sequence[str] = ()) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, aliases=list(aliases), parents=[common], help=summary,
+                                  description=description, epilog="examples:\n" + examples,
+                                  formatter_class=_Formatter)
+        sub.set_defaults(run=run)
+        return sub
+
+    sub = command(
+        "complete", cmd.cmd_complete, "send a prompt to a model and print the reply",
+        "Send a prompt to any model. The reply streams to stdout; model, tokens, cost and latency follow on "
+        "stderr.\n\n--json prints the whole unified response instead (for scripts). Exit code 1 when the call "
+        "fails.",
+        "  genai complete -m openai/gpt-4o-mini \"Write a haiku about YAML\"\n"
+        "  echo \"Summarise: ...\" | genai complete -m anthropic/claude-haiku-4-5\n"
+        "  genai chat -m groq -s \"Answer in French\" \"Hello\"\n"
+        "  genai complete -m openai/gpt-4.1-mini --schema city.json \"Largest city in France?\" --json | "
+        "jq -r .content\n"
+        "  genai complete -m ollama/llama3.2 -t 0 -o seed=42 --no-stream \"Hi\"",
+        aliases=["chat"])
+    _call_arguments(sub)
+    sub.add_argument("--no-stream", action="store_true", help="one plain call instead of a stream")
+    sub.add_argument("--json", action="store_true", help="print the whole unified response as JSON")
+
+    sub = command(
+        "providers", cmd.cmd_providers, "list providers; 'providers show NAME' prints one resolved file",
+        "List every provider (bundled and from GENAI_PROVIDERS_PATH): models, default model, the env variable "
+        "of its API key and whether it is set, and its stream format.",
+        "  genai providers\n  genai providers --json | jq -r '.[].name'\n  genai providers show groq\n"
+        "  genai providers show groq --defaults")
+    sub.add_argument("--json", action="store_true", help="print JSON")
+    shows = sub.add_subparsers(dest="providers_command", title="subcommands", metavar="show")
+    show = shows.add_parser("show", parents=[common], formatter_class=_Formatter,
+                            help="print a provider file as the engine reads it ('extends' resolved)",
+                            description="Print a provider file as the engine reads it: its 'extends' chain "
+                                        "merged, keys in the reference order.",
+                            epilog="examples:\n  genai providers show groq\n  genai providers show anthropic "
+                                   "--defaults --json")
+    show.add_argument("name", metavar="NAME", help="provider name")
+    show.add_argument("--defaults", action="store_true", help="also show the keys left at their defaults")
+    show.add_argument("--json", action="store_true", help="print JSON instead of YAML")
+
+    sub = command(
+        "models", cmd.cmd_models, "list models with prices and context windows",
+        "List every model of every provider (or of the given providers) with context window, output limit "
+        "and price (USD per million tokens).",
+        "  genai models\n  genai models openai anthropic\n  genai models --json | jq '.[] | "
+        "select(.price == null)'")
+    sub.add_argument("providers", nargs="*", metavar="PROVIDER", help="only these providers")
+    sub.add_argument("--json", action="store_true", help="print JSON")
+
+    sub = command(
+        "check", cmd.cmd_check, "validate provider and pricing files (errors as file:line: key: message)",
+        "Validate provider files and pricing files the way the engine loads them: YAML, keys and types, "
+        "'extends', templates and JSONPath (compiled, and rendered for sample requests). Problems print like "
+        "a compiler's, as file:line: key: message. Listed paid models without a price are warnings.\n\n"
+        "Without FILES: every bundled and GENAI_PROVIDERS_PATH provider file, pricing.yaml and "
+        "GENAI_PRICING_FILE. A file whose name contains 'pricing' is checked as a pricing file. A provider "
+        "file is checked with its own folder loaded, so 'extends' finds its neighbours.\n\n"
+        "Exit code 1 when there is an error.",
+        "  genai check\n  genai check my-providers/acme.yaml\n  genai check my-providers/\n"
+        "  genai check --pricing my-prices.yaml")
+    sub.add_argument("files", nargs="*", metavar="FILE", help="provider files, pricing files or folders")
+    sub.add_argument("--pricing", action="append", metavar="FILE", help="check FILE as a pricing file")
+
+    sub = command(
+        "render", cmd.cmd_render, "print the exact HTTP request a call would send, without sending it",
+        "Print the HTTP request a call would send: method, URL, headers (API key shown as ***) and the "
+        "body, pretty-printed. Nothing is sent. Without an API key a placeholder is used.",
+        "  genai render -m openai/gpt-4o-mini \"Hello\"\n  genai render -m anthropic -s \"Be brief\" --stream "
+        "\"Hello\"\n  genai render -m groq --schema city.json --json \"Largest city?\" | jq .body")
+    _call_arguments(sub)
+    sub.add_argument("--stream", action="store_true", help="render the streamed variant of the call")
+    sub.add_argument("--json", action="store_true", help="print method, url, headers and body as JSON")
+
+    sub = command(
+        "cost", cmd.cmd_cost, "the price of given token counts for a model",
+        "Compute the exact cost of token counts with the engine's prices. INPUT_TOKENS counts every input "
+        "token, cached ones included.",
+        "  genai cost openai/gpt-4o-mini 1000 500\n  genai cost anthropic/claude-sonnet-4-5 20000 800 "
+        "--cached 15000\n  genai cost groq 1000000 1000000 --json")
+    sub.add_argument("model", metavar="PROVIDER/MODEL")
+    sub.add_argument("input_tokens", type=int, metavar="INPUT_TOKENS")
+    sub.add_argument("output_tokens", type=int, metavar="OUTPUT_TOKENS")
+    sub.add_argument("--cached", type=int, default=0, metavar="N", help="input tokens read from the cache")
+    sub.add_argument("--cache-write", type=int, default=0, metavar="N", help="input tokens written to the cache")
+    sub.add_argument("--json", action="store_true", help="print JSON")
+
+    sub = command(
+        "pricing", cmd.cmd_pricing, "the price table (USD per million tokens)",
+        "Print every known price after precedence: a provider file's own 'pricing' < the bundled pricing.yaml "
+        "< GENAI_PRICING_FILE.",
+        "  genai pricing\n  genai pricing anthropic\n  GENAI_PRICING_FILE=my-prices.yaml genai pricing --json")
+    sub.add_argument("providers", nargs="*", metavar="PROVIDER", help="only these providers")
+    sub.add_argument("--json", action="store_true", help="print JSON")
+
+    sub = command(
+        "schema", cmd.cmd_schema, "the JSON Schema of provider files (for editors)",
+        "Print the JSON Schema of the provider-file format, generated from the engine's models. Point your "
+        "editor at it: the YAML language server reads a first line\n"
+        "  # yaml-language-server: $schema=<path or URL of the schema>",
+        "  genai schema -o my-providers/provider.schema.json\n  genai schema --check schema/provider.schema.json")
+    group = sub.add_mutually_exclusive_group()
+    group.add_argument("-o", "--output", metavar="FILE", help="write the schema to FILE")
+    group.add_argument("--check", metavar="FILE", help="exit 1 if FILE differs from the generated schema")
+
+    sub = command(
+        "docs", cmd.cmd_docs, "the provider-file key reference, or the providers table (markdown)",
+        "Print the key reference of the provider-file format, generated from the engine's models (or with "
+        "--providers the table of providers, generated from their files and prices), or update the generated "
+        "part of a markdown file (between its BEGIN/END GENERATED markers).",
+        "  genai docs | less\n  genai docs --write docs/provider-format.md\n"
+        "  genai docs --check docs/provider-format.md\n  genai docs --providers --write README.md")
+    sub.add_argument("--providers", action="store_true", help="the providers table instead of the key reference")
+    group = sub.add_mutually_exclusive_group()
+    group.add_argument("--write", metavar="FILE", help="update the generated part of FILE")
+    group.add_argument("--check", metavar="FILE", help="exit 1 if the generated part of FILE is out of date")
+
+    sub = command(
+        "demo", cmd.cmd_demo, "offline self-test: every provider against the bundled local server",
+        "Offline self-test. Starts the bundled fake server (engine.testing) on 127.0.0.1 and runs "
+        "every provider whose wire format it speaks (OpenAI, Anthropic, Ollama, Gemini, Cohere) end to end through the "
+        "engine: request template, real HTTP over loopback, stream parsing, cost. Checks each reply against "
+        "what the server sent and prints a table. No network, no API keys, no cost. Providers in other "
+        "formats (and Python backends) are listed as skipped. Exit code 1 when a provider fails.",
+        "  genai demo\n  genai demo --provider groq --provider anthropic\n  genai demo --no-stream --json")
+    sub.add_argument("--provider", action="append", metavar="NAME", help="only this provider (repeatable)")
+    sub.add_argument("--no-stream", action="store_true", help="plain calls instead of streams")
+    sub.add_argument("--json", action="store_true", help="print the results as JSON")
+    return parser

@@ -1,0 +1,58 @@
+"""Test support: fake LLM servers and replayed replies, for the engine's tests and for yours.
+
+Like httpx's ``MockTransport``, these let the real engine run with no network:
+
+- `FakeServer`: a bounded fake LLM server on 127.0.0.1 speaking every bundled wire format
+  (OpenAI chat, Anthropic, Ollama, Gemini, Cohere), with streams split at awkward byte
+  boundaries and injectable `Fault`\\ s. Point any provider's base URL at ``server.base_url``.
+- `BedrockServer`: the AWS Bedrock runtime wire format (Converse, ConverseStream event
+  streams) for real boto3, with `BedrockFault`\\ s.
+- `replay_client` / `replay_transport`: one recorded reply for every request, its body in
+  small pieces, with no socket.
+- `run_selftest`: every provider end to end against a `FakeServer` (what ``genai demo`` runs).
+
+Nothing here is imported by the engine itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "FakeServer": "server", "Fault": "server", "RecordedRequest": "server", "FAULT_KINDS": "server",
+    "BedrockServer": "bedrock", "BedrockFault": "bedrock",
+    "replay_client": "replay", "replay_transport": "replay",
+    "run_selftest": "selftest", "SelfTestResult": "selftest",
+    "FORMATS": "wire", "WireFormat": "wire",
+}
+__all__ = [
+    "FAULT_KINDS",
+    "FORMATS",
+    "BedrockFault",
+    "BedrockServer",
+    "FakeServer",
+    "Fault",
+    "RecordedRequest",
+    "SelfTestResult",
+    "WireFormat",
+    "replay_client",
+    "replay_transport",
+    "run_selftest",
+]
+
+if TYPE_CHECKING:
+    from .bedrock import BedrockFault, BedrockServer
+    from .replay import replay_client, replay_transport
+    from .selftest import SelfTestResult, run_selftest
+    from .server import FAULT_KINDS, FakeServer, Fault, RecordedRequest
+    from .wire import FORMATS, WireFormat
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine.testing' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,120 @@
+"""The offline self-test behind ``genai demo``: every provider end to end against the fake server.
+
+Each HTTP provider whose request path the fake server answers runs through the full engine path
+(template, real HTTP over loopback, stream parsing, cost), and its reply is checked against what
+the server sent. Nothing leaves the machine and no real key is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+
+from .server import FakeServer
+from .wire import route
+
+if TYPE_CHECKING:
+    from ..registry import Registry
+    from ..settings import Settings
+
+Outcome = Literal["ok", "fail", "skipped"]
+
+
+@dataclass
+class SelfTestResult:
+    """How one provider did."""
+
+    provider: str
+    format: str | None = None
+    model: str | None = None
+    result: Outcome = "skipped"
+    text: str = ""
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+    latency_ms: float | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+async def run_selftest(registry: Registry, settings: Settings, server: FakeServer, names: Sequence[str],
+                       *, stream: bool = True) -> list[SelfTestResult]:
+    """Run each named provider against ``server``; one broken provider never hides the others."""
+    from pydantic import SecretStr
+
+    from ..errors import ConfigError
+
+    results = [SelfTestResult(name) for name in names]
+    runnable: list[SelfTestResult] = []
+    config: dict[str, dict[str, str]] = {}
+    for result in results:
+        try:
+            spec = registry.spec(result.provider)
+        except ConfigError as exc:
+            result.result, result.error = "fail", _one_line(exc)
+            continue
+        if spec.backend is not None or spec.request is None:
+            result.error = "python backend: no local wire format" if spec.backend else "no local wire format"
+            continue
+        runnable.append(result)
+        config[result.provider] = {key: var.default or f"demo-{key}" for key, var in spec.config.items()}
+    demo_settings = settings.model_copy(update={
+        "api_keys": {r.provider: SecretStr("demo-key") for r in runnable},
+        "base_urls": {r.provider: server.base_url for r in runnable},
+        "provider_config": config, "max_retries": 0, "timeout": 10.0,
+    })
+    for result in runnable:
+        try:
+            await _run_one(registry, demo_settings, server, result, stream)
+        except Exception as exc:  # one broken provider must not hide the others
+            result.result, result.error = "fail", _one_line(exc)
+    return results
+
+
+async def _run_one(registry: Registry, settings: Settings, server: FakeServer, result: SelfTestResult,
+                   stream: bool) -> None:
+    from ..provider import HTTPProvider
+    from ..types import CompletionRequest
+
+    spec = registry.spec(result.provider)
+    model = spec.default_model or (spec.models[0].id if spec.models else "local-model")
+    result.model = model
+    provider = registry.create(result.provider, settings=settings)
+    assert isinstance(provider, HTTPProvider)
+    try:
+        request = CompletionRequest(
+            messages=[{"role": "user", "content": f"Hello {result.provider}, this is the demo."}],
+            model=model, max_tokens=64, stream=stream)
+        rendered = provider.render(request)
+        routed = route(urlsplit(rendered.url).path)
+        if routed is None:
+            result.error = "no local wire format"
+            return
+        result.format = routed[0].name
+        expected = server.reply_for(rendered)
+        if stream:
+            call = provider.stream_complete(request)
+            text = "".join([delta async for delta in call])
+            response = call.response
+            assert response is not None
+        else:
+            response = await provider.complete(request)
+            text = response.content
+    finally:
+        await provider.close()
+    result.text, result.input_tokens, result.output_tokens = text, response.input_tokens, response.output_tokens
+    result.cost_usd, result.latency_ms = response.cost_usd, response.latency_ms
+    if not response.success:
+        result.result, result.error = "fail", f"{response.error_kind}: {response.error}"
+    elif text != expected or response.content != expected:
+        result.result, result.error = "fail", f"expected {expected!r}, got {text!r}"
+    else:
+        result.result = "ok"
