@@ -117,9 +117,10 @@ def _provider_row(name: str, provider: Any, fmt: str | None, n: int, words: int)
         def extract() -> Any:
             payload = json.loads(body)
             found = extract_response(compiled, payload)
-            return provider.finish(content=found.content or "", model=found.model, requested=model,
-                                   usage=found.usage, finish_reason=found.finish_reason,
-                                   started=time.perf_counter(), status_code=200, raw=payload)
+            return provider._finish(content=found.content or "", model=found.model, requested=model,
+                                    usage=found.usage, finish_reason=found.finish_reason,
+                                    started=time.perf_counter(), status_code=200, raw=payload,
+                                    tool_calls=found.tool_calls, warnings=found.warnings)
 
         row["extract_us"] = _per_call_us(extract, n)
         text = extract().content

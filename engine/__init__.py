@@ -19,7 +19,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     # the way in
     "Engine": "client", "Stream": "client", "AsyncStream": "provider",
-    "CompletionRequest": "types", "CompletionResponse": "types", "Usage": "pricing", "Settings": "settings",
+    "CompletionRequest": "types", "CompletionResponse": "types", "ToolCall": "types", "StreamEvent": "types",
+    "Usage": "pricing", "Settings": "settings",
     # the lower level
     "get_provider": "registry", "list_providers": "registry", "render_request": "api",
     "LLMProvider": "provider", "HTTPRequest": "types",
@@ -28,7 +29,7 @@ _EXPORTS = {
     # errors
     "ErrorKind": "errors", "EngineError": "errors", "ConfigError": "errors", "ProviderFileError": "errors",
     "TemplateRenderError": "errors", "UnknownProviderError": "errors", "MissingAPIKeyError": "errors",
-    "BackendLoadError": "errors", "ProviderError": "errors",
+    "BackendLoadError": "errors", "ProviderError": "errors", "UnknownOptionError": "errors",
 }
 
 # Names that moved; still importable from here, with a DeprecationWarning.
@@ -59,7 +60,10 @@ __all__ = [
     "ProviderFileError",
     "Settings",
     "Stream",
+    "StreamEvent",
     "TemplateRenderError",
+    "ToolCall",
+    "UnknownOptionError",
     "UnknownProviderError",
     "Usage",
     "get_provider",
@@ -80,13 +84,14 @@ if TYPE_CHECKING:
         ProviderError,
         ProviderFileError,
         TemplateRenderError,
+        UnknownOptionError,
         UnknownProviderError,
     )
     from .pricing import Usage
     from .provider import AsyncStream, LLMProvider
     from .registry import get_provider, list_providers
     from .settings import Settings
-    from .types import CompletionRequest, CompletionResponse, HTTPRequest
+    from .types import CompletionRequest, CompletionResponse, HTTPRequest, StreamEvent, ToolCall
 
 
 def __getattr__(name: str) -> Any:

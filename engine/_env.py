@@ -8,22 +8,23 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-_cache: dict[Path, tuple[float, dict[str, str]]] = {}
+_cache: dict[Path, tuple[tuple[int, int, int], dict[str, str]]] = {}
 
 
 def dotenv_values(path: str | Path = ".env") -> dict[str, str]:
     """The values of a ``.env`` file (empty when there is none), re-read when the file changes."""
-    file = Path(path)
     try:
-        mtime = file.stat().st_mtime
+        file = Path(path).resolve()
+        info = file.stat()
     except OSError:
         return {}
+    stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
     cached = _cache.get(file)
-    if cached is None or cached[0] != mtime:
+    if cached is None or cached[0] != stamp:
         from dotenv import dotenv_values as parse
 
         values = {k: v for k, v in parse(file).items() if v is not None}
-        _cache[file] = cached = (mtime, values)
+        _cache[file] = cached = (stamp, values)
     return cached[1]
 
 

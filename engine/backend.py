@@ -21,19 +21,27 @@ Contract:
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import BackendLoadError, ConfigError, ErrorKind, ProviderError
+from .compiled import USAGE_FIELDS
+from .errors import BackendLoadError, ConfigError, ErrorKind, InvalidRequestError, ProviderError
+from .extract import unify_usage
 from .pricing import PriceTable, Usage
-from .provider import AsyncStream, LLMProvider
-from .render import resolve_config, resolve_model
+from .provider import AsyncStream, LLMProvider, closing_events
+from .render import check_capabilities, resolve_config, resolve_model
 from .spec import ProviderSpec
-from .types import CompletionRequest, CompletionResponse
+from .stream import ToolCallAssembler
+from .types import CallOptions, CompletionRequest, CompletionResponse, StreamEvent, ToolCall
+
+log = logging.getLogger("engine")
 
 if TYPE_CHECKING:
     from .compiled import CompiledProvider
@@ -50,6 +58,19 @@ class BackendResult:
     usage: Usage = field(default_factory=Usage)
     raw: Any = None
     reasoning: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    thinking: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ToolCallPiece:
+    """A tool call, or a piece of one, in a backend's stream: pieces with one ``index`` are one call."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str | None = None  # a piece of the JSON arguments, appended
+    signature: str | None = None
 
 
 @dataclass(slots=True)
@@ -62,6 +83,8 @@ class BackendChunk:
     usage: Usage | None = None
     raw: Any = None
     reasoning: str | None = None
+    tool_call: ToolCallPiece | None = None
+    thinking: list[dict[str, Any]] | None = None  # reasoning blocks to replay, once complete
 
 
 class Backend(ABC):
@@ -75,10 +98,12 @@ class Backend(ABC):
         """One call."""
 
     async def stream(self, request: CompletionRequest, model: str) -> AsyncIterator[BackendChunk]:
-        """A streamed call; by default one chunk holding the whole answer."""
+        """A streamed call; by default the whole answer at once (its tool calls and thinking included)."""
         result = await self.complete(request, model)
         yield BackendChunk(result.content, result.model, result.finish_reason, result.usage, result.raw,
-                           result.reasoning)
+                           result.reasoning, thinking=result.thinking or None)
+        for index, call in enumerate(result.tool_calls):
+            yield BackendChunk(tool_call=ToolCallPiece(index, call.id, call.name, call.arguments, call.signature))
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients and connections."""
@@ -100,8 +125,19 @@ def load_backend_class(compiled: CompiledProvider) -> type[Backend]:
     return cls
 
 
-def _usage(value: Usage | None) -> Usage:
-    return value if value is not None else Usage()
+def _usage(value: Usage | None, warnings: list[str]) -> Usage:
+    """A backend's counts, checked like those read from a body (a bad one counts as not reported)."""
+    if value is None:
+        return Usage()
+    return unify_usage({name: getattr(value, name) for name in USAGE_FIELDS}, None, warnings)
+
+
+_CALL_OPTIONS: ContextVar[CallOptions | None] = ContextVar("call_options", default=None)
+
+
+def call_options() -> CallOptions | None:
+    """The per-call options (timeout, max_retries) of the call a backend is running, if the caller gave any."""
+    return _CALL_OPTIONS.get()
 
 
 class BackendProvider(LLMProvider):
@@ -124,32 +160,65 @@ class BackendProvider(LLMProvider):
                finish_reason: str | None = None, raw: Any = None) -> CompletionResponse:
         if isinstance(exc, ProviderError):
             return self._failure(exc.message, exc.kind, model=model, started=started, status_code=exc.status_code,
-                                content=content, values={"finish_reason": finish_reason}, raw=raw)
+                                 content=content, values={"finish_reason": finish_reason}, raw=raw)
+        # Not a ProviderError: the backend (or the SDK under it) failed in a way it did not classify. Report it
+        # as a server failure, and log the traceback so that a bug is not mistaken for an outage.
+        log.warning("backend of provider %r raised %s", self.name, type(exc).__name__, exc_info=exc)
         return self._failure(f"{type(exc).__name__}: {exc}", ErrorKind.SERVER, model=model, started=started,
-                            content=content, values={"finish_reason": finish_reason}, raw=raw)
+                             content=content, values={"finish_reason": finish_reason}, raw=raw)
 
-    async def complete(self, request: CompletionRequest) -> CompletionResponse:
+    def _check_options(self, options: CallOptions | None) -> None:
+        if options is not None and (options.api_key or options.base_url or options.headers):
+            raise ConfigError(f"provider {self.name!r} runs a Python backend: per call it takes timeout and "
+                              "max_retries, not api_key, base_url or headers (set those in its config)")
+
+    async def complete(self, request: CompletionRequest, options: CallOptions | None = None) -> CompletionResponse:
         started = time.perf_counter()
         model = resolve_model(self.compiled, request.model)
+        self._check_options(options)
         try:
-            result = await self.backend.complete(request, model)
+            check_capabilities(self.compiled, model, request)
+        except InvalidRequestError as exc:
+            return self._failure(str(exc), ErrorKind.INVALID_REQUEST, model=model, started=started)
+        token = _CALL_OPTIONS.set(options)
+        try:
+            async with asyncio.timeout(options.timeout if options is not None else None):
+                result = await self.backend.complete(request, model)
         except ConfigError:
             raise
+        except TimeoutError:
+            return self._failure(f"timed out after {options.timeout if options else '?'} s", ErrorKind.TIMEOUT,
+                                 model=model, started=started)
         except Exception as exc:
             return self._error(exc, model, started)
+        finally:
+            _CALL_OPTIONS.reset(token)
+        warnings: list[str] = []
         return self._finish(content=result.content, reasoning=result.reasoning, model=result.model,
-                           requested=model, usage=_usage(result.usage), finish_reason=result.finish_reason,
-                           started=started, status_code=None, raw=result.raw)
+                            requested=model, usage=_usage(result.usage, warnings), finish_reason=result.finish_reason,
+                            started=started, status_code=None, raw=result.raw, warnings=warnings,
+                            tool_calls=result.tool_calls, thinking=result.thinking)
 
-    def stream_complete(self, request: CompletionRequest) -> AsyncStream:
-        return AsyncStream(lambda result: self._stream(request, result))
+    def stream_complete(self, request: CompletionRequest, options: CallOptions | None = None) -> AsyncStream:
+        self._check_options(options)
+        return AsyncStream(lambda result: self._stream(request, options, result))
 
-    async def _stream(self, request: CompletionRequest, result: AsyncStream) -> AsyncIterator[str]:
+    async def _stream(self, request: CompletionRequest, options: CallOptions | None,
+                      result: AsyncStream) -> AsyncGenerator[StreamEvent, None]:
         started = time.perf_counter()
         model = resolve_model(self.compiled, request.model)
+        _CALL_OPTIONS.set(options)  # this generator runs in its own context per step: set once, read by the backend
+        try:
+            check_capabilities(self.compiled, model, request)
+        except InvalidRequestError as exc:
+            result.response = self._failure(str(exc), ErrorKind.INVALID_REQUEST, model=model, started=started)
+            yield StreamEvent("end", response=result.response)
+            return
         parts: list[str] = []
         thoughts: list[str] = []
         raws: list[Any] = []
+        thinking: list[dict[str, Any]] = []
+        calls = ToolCallAssembler()
         last = BackendChunk()
         chunks = self.backend.stream(request, model)
         completed = False
@@ -160,11 +229,21 @@ class BackendProvider(LLMProvider):
                 last.model = chunk.model or last.model
                 last.finish_reason = chunk.finish_reason or last.finish_reason
                 last.usage = chunk.usage or last.usage
+                thinking += chunk.thinking or []
+                events: list[StreamEvent] = []
                 if chunk.reasoning:
                     thoughts.append(chunk.reasoning)
+                    events.append(StreamEvent("reasoning", chunk.reasoning))
                 if chunk.delta:
                     parts.append(chunk.delta)
-                    yield chunk.delta
+                    events.append(StreamEvent("text", chunk.delta))
+                if chunk.tool_call is not None:
+                    piece = chunk.tool_call
+                    values = {k: v for k, v in (("id", piece.id), ("name", piece.name), ("arguments", piece.arguments),
+                                                ("signature", piece.signature)) if v is not None}
+                    calls.feed([(piece.index, values)], events)
+                for event in events:
+                    yield event
             completed = True
         except ConfigError:
             raise
@@ -175,11 +254,15 @@ class BackendProvider(LLMProvider):
             await chunks.aclose()  # type: ignore[attr-defined]
             if result.response is None:
                 if completed:
+                    warnings: list[str] = []
                     result.response = self._finish(
                         content="".join(parts), reasoning="".join(thoughts) or None, model=last.model,
-                        requested=model, usage=_usage(last.usage), finish_reason=last.finish_reason,
-                        started=started, status_code=None, raw=raws)
+                        requested=model, usage=_usage(last.usage, warnings), finish_reason=last.finish_reason,
+                        started=started, status_code=None, raw=raws, warnings=warnings, tool_calls=calls.calls(),
+                        thinking=thinking)
                 else:
                     result.response = self._failure("stream closed by the caller before its end",
-                                                   ErrorKind.CONNECTION, model=model, started=started,
-                                                   content="".join(parts), raw=raws)
+                                                    ErrorKind.CONNECTION, model=model, started=started,
+                                                    content="".join(parts), raw=raws)
+        for event in closing_events(result.response):
+            yield event

@@ -31,13 +31,18 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """One finding: where (file, line, key) and what; a warning does not fail the check."""
+    """One finding: where (file, line, key) and what; a warning or a note does not fail the check."""
 
     file: str | None
     line: int | None
     key: str | None
     message: str
     warning: bool = False
+    note: bool = False  # information, such as a file that overrides another by name
+
+    @property
+    def error(self) -> bool:
+        return not (self.warning or self.note)
 
     @classmethod
     def of(cls, exc: ProviderFileError, suffix: str = "") -> Problem:
@@ -47,7 +52,7 @@ class Problem:
         """``file:line: key: message``, like a compiler; ``show_path`` shortens the file name."""
         shown = show_path(self.file) if self.file else "<provider>"
         where = f"{shown}:{self.line}" if self.line is not None else str(shown)
-        message = f"warning: {self.message}" if self.warning else self.message
+        message = f"warning: {self.message}" if self.warning else f"note: {self.message}" if self.note else self.message
         return f"{where}: {self.key}: {message}" if self.key else f"{where}: {message}"
 
 
@@ -61,7 +66,7 @@ class FileReport:
 
     @property
     def ok(self) -> bool:
-        return not any(not p.warning for p in self.problems)
+        return not any(p.error for p in self.problems)
 
 
 @dataclass(slots=True)
@@ -80,7 +85,7 @@ class CheckResult:
 
     @property
     def errors(self) -> int:
-        return sum(not p.warning for p in self.problems)
+        return sum(p.error for p in self.problems)
 
     @property
     def warnings(self) -> int:
@@ -157,12 +162,28 @@ def sample_requests(spec: ProviderSpec) -> Iterator[CompletionRequest]:
 
 
 def module_exists(name: str) -> bool:
-    """Whether a module can be found on the path, without importing it or any package above it."""
-    from importlib.machinery import PathFinder
+    """Whether a module can be found by the import system, without importing it or any package above it.
+
+    Each part is looked up with the finders on ``sys.meta_path`` (path entries, editable installs, zip
+    imports), given the search locations of the part above.
+    """
+    import sys
 
     search: list[str] | None = None
-    for depth, part in enumerate(name.split(".")):
-        spec = PathFinder.find_spec(part, search) if depth or search is not None else PathFinder.find_spec(part)
+    parts = name.split(".")
+    for depth in range(1, len(parts) + 1):
+        fullname = ".".join(parts[:depth])
+        spec = None
+        for finder in sys.meta_path:
+            find_spec = getattr(finder, "find_spec", None)
+            if find_spec is None:
+                continue
+            try:
+                spec = find_spec(fullname, search)
+            except (ImportError, ValueError, AttributeError, TypeError):
+                spec = None
+            if spec is not None:
+                break
         if spec is None:
             return False
         locations = spec.submodule_search_locations
@@ -175,10 +196,27 @@ class _Checker:
         self.settings = settings
         self.sources: dict[Path, ProviderSource | ProviderFileError] = {}
         self.found: dict[str, list[ProviderSource]] = {}
+        self.folder_problems: dict[Path, list[Problem]] = {}
         for folder in folders:
+            here: dict[str, Path] = {}
             for path in provider_files(folder):
-                self.read(path)
+                source = self.read(path)
+                if isinstance(source, ProviderFileError):
+                    continue
+                if source.name in here:
+                    self._note(path, Problem(str(path), line_of(source, ["name"]), "name",
+                                             f"{here[source.name].name} in the same folder also defines provider "
+                                             f"{source.name!r}; remove or rename one"))
+                    continue
+                here[source.name] = path
+                layers = self.found[source.name]
+                if len(layers) > 1:
+                    self._note(path, Problem(str(path), line_of(source, ["name"]), "name",
+                                             f"overrides provider {source.name!r} of {layers[-2].path}", note=True))
         self._prices: PriceTable | None = None
+
+    def _note(self, path: Path, problem: Problem) -> None:
+        self.folder_problems.setdefault(path.resolve(), []).append(problem)
 
     def read(self, path: Path) -> ProviderSource | ProviderFileError:
         key = path.resolve()
@@ -219,6 +257,12 @@ class _Checker:
         source = self.read(path)
         if isinstance(source, ProviderFileError):
             return [Problem.of(source)]
+        folder = self.folder_problems.get(path.resolve(), [])
+        if any(p.error for p in folder):
+            return folder
+        return [*folder, *self._provider(path, source)]
+
+    def _provider(self, path: Path, source: ProviderSource) -> list[Problem]:
         try:
             compiled = self.registry(source).compiled(source.name)
         except ProviderFileError as exc:

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, UnknownProviderError
+from .errors import ConfigError, UnknownOptionError, UnknownProviderError
 from .registry import Registry, default_registry
-from .types import CompletionRequest, CompletionResponse
+from .types import CallOptions, CompletionRequest, CompletionResponse, StreamEvent
 
 if TYPE_CHECKING:
     import httpx
@@ -26,14 +26,32 @@ if TYPE_CHECKING:
 
 Messages = str | list[dict[str, Any]]
 
+# The keyword arguments of complete/stream: request fields, the common sampling options (each provider
+# file writes them under its API's names), and per-call engine options.
+REQUEST_OPTIONS = ("temperature", "max_tokens", "output_schema", "extra", "tools", "tool_choice", "parallel_tool_calls")
+CALL_OPTIONS = ("timeout", "max_retries", "headers", "api_key", "base_url")
+SAMPLING = ("stop", "top_p", "seed", "presence_penalty", "frequency_penalty", "user")
+
+
+def _unknown_keyword(name: str) -> str:
+    import difflib
+
+    accepted = [*REQUEST_OPTIONS, *SAMPLING, *CALL_OPTIONS]
+    close = difflib.get_close_matches(name, accepted, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return (f"unknown option {name!r}: {hint}accepted: {', '.join(accepted)}; provider-specific body fields go "
+            f"in extra={{{name!r}: ...}}")
+
 
 class Stream:
     """A streamed call for sync code: ``for`` it for text deltas, then read ``response``.
 
-    The sync twin of `AsyncStream`: ``final()`` and ``close()`` instead of ``await final()`` and ``aclose()``.
+    The sync twin of `AsyncStream`: ``events()``, ``final()`` and ``close()`` instead of ``events()``,
+    ``await final()`` and ``aclose()``.
     """
 
     def __init__(self, portal: Portal, stream: AsyncStream) -> None:
+        self._portal = portal
         self._stream = stream
         self._deltas: Generator[str, None, None] = portal.iterate(stream)
 
@@ -43,6 +61,10 @@ class Stream:
     def __next__(self) -> str:
         return next(self._deltas)
 
+    def events(self) -> Iterator[StreamEvent]:
+        """The stream's typed events (text, reasoning, tool calls forming, usage, end)."""
+        return self._portal.iterate(self._stream.events())
+
     @property
     def response(self) -> CompletionResponse | None:
         """The final response, once the stream has ended."""
@@ -50,13 +72,11 @@ class Stream:
 
     def final(self) -> CompletionResponse:
         """Read the rest of the stream and return the final response."""
-        for _ in self._deltas:
-            pass
-        assert self._stream.response is not None
-        return self._stream.response
+        return self._portal.call(self._stream.final())
 
     def close(self) -> None:
         self._deltas.close()
+        self._portal.call(self._stream.aclose())
 
     def __enter__(self) -> Stream:
         return self
@@ -84,7 +104,7 @@ class Engine:
         if not model:
             raise ConfigError("no model given: pass 'provider/model' or set GENAI_DEFAULT_MODEL")
         provider, _, name = model.partition("/")
-        if provider not in self.registry.found:
+        if provider not in self.registry:
             raise UnknownProviderError(
                 f"{model!r} does not start with a known provider name; use 'provider/model' with one of: "
                 + ", ".join(self.registry.names()), name=provider,
@@ -107,26 +127,36 @@ class Engine:
         return self._async[name]
 
     def _request(self, model: str | None, messages: Messages, *, stream: bool, **options: Any) -> tuple[
-            str, CompletionRequest]:
+            str, CompletionRequest, CallOptions | None]:
+        """The provider, the unified request and the per-call engine options of a call's keyword arguments."""
         provider, model_id = self.route(model)
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
-        known = {k: options.pop(k) for k in ("temperature", "max_tokens", "output_schema") if k in options}
-        extra = options.pop("extra", None) or {}
-        request = CompletionRequest(messages=messages, model=model_id, stream=stream,
-                                    extra={**extra, **options}, **known)
-        return provider, request
+        unknown = [k for k in options if k not in REQUEST_OPTIONS and k not in CALL_OPTIONS and k not in SAMPLING]
+        if unknown:
+            raise UnknownOptionError(_unknown_keyword(unknown[0]))
+        call = {k: options.pop(k) for k in CALL_OPTIONS if k in options}
+        known = {k: options.pop(k) for k in (*REQUEST_OPTIONS, *SAMPLING) if k in options}
+        known["extra"] = dict(known.get("extra") or {})
+        request = CompletionRequest(messages=messages, model=model_id, stream=stream, **known)
+        try:
+            call_options = CallOptions(**call) if call else None
+        except ValueError as exc:
+            raise UnknownOptionError(str(exc)) from None
+        return provider, request, call_options
 
     # -- async -------------------------------------------------------------
     async def acomplete(self, model: str | None = None, messages: Messages = "", **options: Any) -> CompletionResponse:
-        """One call. Options: temperature, max_tokens, output_schema, extra, or provider body fields."""
-        provider, request = self._request(model, messages, stream=False, **options)
-        return await self.provider(provider).complete(request)
+        """One call. Keyword options: temperature, max_tokens, output_schema, extra (provider-specific body
+        fields); stop, top_p, seed, presence_penalty, frequency_penalty, user; and per-call engine options:
+        timeout, max_retries, headers, api_key, base_url. Any other keyword raises `UnknownOptionError`."""
+        provider, request, call = self._request(model, messages, stream=False, **options)
+        return await self.provider(provider).complete(request, call)
 
     def astream(self, model: str | None = None, messages: Messages = "", **options: Any) -> AsyncStream:
         """A streamed call: ``async for delta in engine.astream(...)``, then ``.response``."""
-        provider, request = self._request(model, messages, stream=True, **options)
-        return self.provider(provider).stream_complete(request)
+        provider, request, call = self._request(model, messages, stream=True, **options)
+        return self.provider(provider).stream_complete(request, call)
 
     async def aclose(self) -> None:
         for provider in self._async.values():
@@ -149,19 +179,21 @@ class Engine:
         return self._portal
 
     def _sync_provider(self, name: str) -> LLMProvider:
+        # Sync calls run on the portal's own event loop, so they get their own provider (and pool); a client
+        # the caller passed is used for them too.
         if name not in self._sync:
-            self._sync[name] = self.registry.create(name, settings=self.settings)
+            self._sync[name] = self.registry.create(name, settings=self.settings, http_client=self._http_client)
         return self._sync[name]
 
     def complete(self, model: str | None = None, messages: Messages = "", **options: Any) -> CompletionResponse:
         """One call, for sync code (scripts, notebooks)."""
-        provider, request = self._request(model, messages, stream=False, **options)
-        return self.portal.call(self._sync_provider(provider).complete(request))
+        provider, request, call = self._request(model, messages, stream=False, **options)
+        return self.portal.call(self._sync_provider(provider).complete(request, call))
 
     def stream(self, model: str | None = None, messages: Messages = "", **options: Any) -> Stream:
         """A streamed call for sync code: ``for delta in engine.stream(...)``, then ``.response``."""
-        provider, request = self._request(model, messages, stream=True, **options)
-        return Stream(self.portal, self._sync_provider(provider).stream_complete(request))
+        provider, request, call = self._request(model, messages, stream=True, **options)
+        return Stream(self.portal, self._sync_provider(provider).stream_complete(request, call))
 
     def close(self) -> None:
         if self._sync:

@@ -10,17 +10,63 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import JSONPathError, ProviderFileError
+from .errors import ErrorKind, JSONPathError, ProviderFileError
 from .jsonpath import Extractor
 from .loader import ProviderSource, locate, value_line
-from .spec import PathSpec, ProviderSpec, StreamRule
+from .shapes import MessageShapes, ToolShapes, compile_shape
+from .spec import Condition, ItemsSpec, PathSpec, ProviderSpec, ResolvedCapabilities, StreamRule
 from .templates import TemplateSyntaxError, compile_template, options_read, outputs_one_value
 
 Render = Callable[[Mapping[str, Any]], str]
 
+# The unified finish reasons are OpenAI's words; every provider file maps its own onto them.
+OPENAI_FINISH_REASONS = {"stop": "stop", "length": "length", "tool_calls": "tool_calls",
+                         "content_filter": "content_filter", "function_call": "tool_calls"}
+
 USAGE_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
 RULE_FIELDS = ("delta", "reasoning_delta", "model", "finish_reason", *USAGE_FIELDS, "cost", "error_message",
                "error_type")
+
+
+_UNSET = object()
+
+
+@dataclass(slots=True)
+class CompiledCondition:
+    """A condition compiled: ``holds(data)`` tests the value at its path."""
+
+    path: Extractor
+    test: str  # equals, not_equals, present, truthy
+    expected: Any = True
+
+    def holds(self, data: Any) -> bool:
+        if self.test == "present":
+            return self.path.found(data) is self.expected
+        value = self.path.value(data)
+        if self.test == "truthy":
+            return bool(value) is self.expected
+        same = value == self.expected or (value is not None and self.expected is not None
+                                           and not isinstance(value, dict | list) and str(value) == str(self.expected))
+        return same if self.test == "equals" else not same
+
+
+@dataclass(slots=True)
+class CompiledItems:
+    """An items spec (tool calls, reasoning blocks) compiled: ``each`` selects items, ``fields`` read each."""
+
+    each: Extractor | None
+    index: Extractor | None
+    fields: tuple[tuple[str, Extractor], ...]
+
+    def items(self, data: Any) -> list[tuple[Any, dict[str, Any]]]:
+        """``(index, {field: value})`` of each item found where at least one field is present."""
+        found = self.each.all(data) if self.each is not None else [data]
+        out = []
+        for item in found:
+            values = {name: value for name, extractor in self.fields if (value := extractor.value(item)) is not None}
+            if values:
+                out.append((self.index.value(item) if self.index is not None else None, values))
+        return out
 
 
 @dataclass(slots=True)
@@ -35,7 +81,10 @@ class CompiledRule:
     reasoning_delta: Extractor | None
     error: bool
     end: bool
-    end_when: Extractor | None
+    end_when: CompiledCondition | None
+    tool_call: CompiledItems | None = None
+    thinking: CompiledItems | None = None
+    when: CompiledCondition | None = None
 
 
 @dataclass(slots=True)
@@ -66,13 +115,31 @@ class CompiledProvider:
     response: dict[str, Extractor] = field(default_factory=dict)
     error_message: Extractor | None = None
     error_type: Extractor | None = None
+    request_id: Extractor | None = None
+    failed_when: list[CompiledCondition] = field(default_factory=list)
+    error_kinds: dict[str, ErrorKind] = field(default_factory=dict)  # errors.kinds with its keys as text
+    reads_headers: bool = False  # some path reads a response header
     stream: CompiledStream | None = None
     options: dict[str, Any] = field(default_factory=dict)
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    messages: MessageShapes = field(default_factory=MessageShapes)
+    tools: ToolShapes = field(default_factory=ToolShapes)
+    tool_calls: CompiledItems | None = None
+    thinking: CompiledItems | None = None
+    finish_reasons: dict[str, str] = field(default_factory=dict)
+    chat_templates: dict[str, Render] = field(default_factory=dict)
+    _capabilities: dict[str, ResolvedCapabilities] = field(default_factory=dict, repr=False)
 
     def options_for(self, model: str) -> dict[str, Any]:
         """Template ``options``: the declared defaults, overridden by the model's own values."""
         return self.model_options.get(model, self.options)
+
+    def capabilities_for(self, model: str) -> ResolvedCapabilities:
+        """What a model can take (cached per model)."""
+        caps = self._capabilities.get(model)
+        if caps is None:
+            caps = self._capabilities[model] = self.spec.capabilities_for(model)
+        return caps
 
     @property
     def name(self) -> str:
@@ -99,6 +166,7 @@ def where(chain: Sequence[ProviderSource], key_path: Sequence[str | int],
 class _Compiler:
     def __init__(self, spec: ProviderSpec, chain: Sequence[ProviderSource]) -> None:
         self.spec, self.chain = spec, chain
+        self.reads_headers = False
 
     def fail(self, key_path: Sequence[str | int], message: str, template_line: int | None = None) -> ProviderFileError:
         file, line = where(self.chain, key_path, template_line)
@@ -118,16 +186,22 @@ class _Compiler:
 
     def path(self, expressions: PathSpec, key_path: Sequence[str | int]) -> Extractor:
         try:
-            return Extractor(expressions)
+            extractor = Extractor(expressions)
         except JSONPathError as exc:
             raise self.fail(key_path, str(exc)) from exc
+        self.reads_headers = self.reads_headers or extractor.reads_headers
+        return extractor
 
     def rule(self, rule: StreamRule, key_path: Sequence[str | int]) -> CompiledRule:
         fields = tuple(
             (name, self.path(getattr(rule, name), [*key_path, name]))
             for name in RULE_FIELDS if getattr(rule, name) is not None
         )
-        end_when = self.path(rule.end, [*key_path, "end"]) if isinstance(rule.end, str) else None
+        end_when = None
+        if isinstance(rule.end, str):
+            end_when = CompiledCondition(self.path(rule.end, [*key_path, "end"]), "truthy", True)
+        elif isinstance(rule.end, Condition):
+            end_when = self.condition(rule.end, [*key_path, "end"])
         deltas = {n: e for n, e in fields if n in ("delta", "reasoning_delta")}
         values = tuple(f for f in fields if f[0] not in deltas)
         grouped: dict[str | None, list[tuple[str, Extractor]]] = {}
@@ -135,7 +209,42 @@ class _Compiler:
             grouped.setdefault(extractor.head, []).append((name, extractor))
         groups = tuple((head, tuple(members)) for head, members in grouped.items())
         return CompiledRule(values, groups, deltas.get("delta"), deltas.get("reasoning_delta"), rule.error,
-                            rule.end is True, end_when)
+                            rule.end is True, end_when,
+                            self.items(rule.tool_call, [*key_path, "tool_call"]) if rule.tool_call else None,
+                            self.items(rule.thinking, [*key_path, "thinking"]) if rule.thinking else None,
+                            self.condition(rule.when, [*key_path, "when"]) if rule.when else None)
+
+    def condition(self, condition: Condition, key_path: Sequence[str | int]) -> CompiledCondition:
+        path = self.path(condition.path, [*key_path, "path"])
+        for test in ("equals", "not_equals", "present", "truthy"):
+            if test in condition.model_fields_set:
+                return CompiledCondition(path, test, getattr(condition, test))
+        return CompiledCondition(path, "truthy", True)
+
+    def items(self, spec: ItemsSpec, key_path: Sequence[str | int]) -> CompiledItems:
+        names = [name for name in type(spec).model_fields if name not in ("each", "index")]
+        return CompiledItems(
+            each=self.path(spec.each, [*key_path, "each"]) if spec.each is not None else None,
+            index=self.path(spec.index, [*key_path, "index"]) if spec.index is not None else None,
+            fields=tuple((name, self.path(getattr(spec, name), [*key_path, name]))
+                         for name in names if getattr(spec, name) is not None),
+        )
+
+    def shapes(self) -> tuple[MessageShapes, ToolShapes]:
+        request = self.spec.request
+        messages, tools = MessageShapes(), ToolShapes()
+        if request is not None and request.messages is not None:
+            m = request.messages
+            messages = MessageShapes(
+                system=m.system, roles=m.roles, tool_results=m.tool_results, merge_roles=m.merge_roles,
+                calls=m.calls, message=compile_shape(m.message) if m.message is not None else None,
+                by_role={role: compile_shape(shape) for role, shape in m.role_message.items()},
+                parts={kind: compile_shape(shape) for kind, shape in m.parts.items()},
+                call_id_length=m.call_id_length)
+        if request is not None and request.tools is not None:
+            tools = ToolShapes(tool=compile_shape(request.tools.tool),
+                               choice={kind: compile_shape(shape) for kind, shape in request.tools.choice.items()})
+        return messages, tools
 
     def compile(self) -> CompiledProvider:
         spec = self.spec
@@ -159,6 +268,14 @@ class _Compiler:
             if request.body is not None:
                 compiled.body = self.template(request.body, "body", ["request", "body"])
                 compiled.body_is_json = outputs_one_value(request.body)
+        compiled.messages, compiled.tools = self.shapes()
+        compiled.chat_templates = {name: self.template(source, "prompt", ["chat_templates", name])
+                                   for name, source in spec.chat_templates.items()}
+        compiled.finish_reasons = {**OPENAI_FINISH_REASONS, **spec.finish_reasons}
+        if spec.response is not None and spec.response.tool_calls is not None:
+            compiled.tool_calls = self.items(spec.response.tool_calls, ["response", "tool_calls"])
+        if spec.response is not None and spec.response.thinking is not None:
+            compiled.thinking = self.items(spec.response.thinking, ["response", "thinking"])
         if spec.response is not None:
             compiled.response = {
                 name: self.path(value, ["response", name])
@@ -169,6 +286,10 @@ class _Compiler:
             compiled.error_message = self.path(spec.errors.message, ["errors", "message"])
         if spec.errors.type is not None:
             compiled.error_type = self.path(spec.errors.type, ["errors", "type"])
+        if spec.errors.request_id is not None:
+            compiled.request_id = self.path(spec.errors.request_id, ["errors", "request_id"])
+        compiled.failed_when = [self.condition(c, ["errors", "when", i]) for i, c in enumerate(spec.errors.when)]
+        compiled.error_kinds = {str(k): v for k, v in spec.errors.kinds.items()}
         if spec.stream is not None:
             stream = spec.stream
             compiled.stream = CompiledStream(
@@ -178,6 +299,7 @@ class _Compiler:
                 chunk=self.rule(stream.chunk, ["stream", "chunk"]) if stream.chunk else None,
                 events={name: self.rule(rule, ["stream", "events", name]) for name, rule in stream.events.items()},
             )
+        compiled.reads_headers = self.reads_headers
         return compiled
 
 

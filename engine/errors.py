@@ -12,7 +12,11 @@ an `ErrorKind`.
     │   ├── UnknownProviderError    no provider file defines the name
     │   ├── MissingAPIKeyError      the provider needs a key and none is set
     │   ├── BackendLoadError        a Python backend cannot be imported
+    │   ├── UnknownOptionError      a call was given a keyword option the engine does not know
     │   └── JSONPathError           a JSONPath expression does not parse
+    ├── InvalidRequestError         a request the provider or model cannot take, or malformed messages
+    │   ├── UnsupportedInput        the model lacks what the request holds (images, tools, an option)
+    │   └── InvalidMessages         a tool result without its call, a bad data URL, ...
     ├── ProviderError               a call failed, with its kind (raised by backends, turned into a response)
     │   └── SendError               the request got no usable HTTP response
     ├── RawOutputError              a body template printed a value without ``| tojson``
@@ -98,6 +102,10 @@ class BackendLoadError(ConfigError):
     """A Python backend named by ``backend: module:Class`` cannot be imported."""
 
 
+class UnknownOptionError(ConfigError, TypeError):
+    """A call was given a keyword option the engine does not know; the message names the accepted ones."""
+
+
 class JSONPathError(ConfigError, ValueError):
     """A JSONPath expression does not parse."""
 
@@ -114,6 +122,25 @@ class ProviderError(EngineError):
         super().__init__(message)
         self.message, self.kind = message, ErrorKind(kind)
         self.status_code, self.retry_after = status_code, retry_after
+
+
+class InvalidRequestError(EngineError, ValueError):
+    """A request the provider or model cannot take (a part, tool or option it lacks), or malformed messages.
+
+    ``render_request`` raises it; ``complete`` and ``stream`` return it as ``invalid_request``, before sending.
+    """
+
+
+class UnsupportedInput(InvalidRequestError):
+    """The provider or model lacks what the request holds; ``what`` names it (``images by URL``, ``tools``)."""
+
+    def __init__(self, what: str, detail: str = "") -> None:
+        self.what = what
+        super().__init__(f"{what}{': ' + detail if detail else ''}")
+
+
+class InvalidMessages(InvalidRequestError):
+    """The unified messages are malformed: a tool result without its call, a bad data URL, ..."""
 
 
 class SendError(ProviderError):

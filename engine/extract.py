@@ -3,49 +3,91 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from .compiled import USAGE_FIELDS, CompiledProvider
 from .errors import ErrorKind, kind_for_status
+from .limits import DEFAULT, LimitExceeded, Limits, parse_json
 from .pricing import Usage
 from .spec import ResponseSpec
+from .types import ToolCall
 
 _TAGS = re.compile(r"<(script|style)[^>]*>.*?</\1>|<[^>]+>", re.S | re.I)
 _SPACE = re.compile(r"\s+")
 
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int):
-        return value
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
+# Counts and costs a server reports are checked: a negative, non-finite, non-integral or absurd value is
+# treated as not reported (with a warning on the response), never passed on into a cost.
+MAX_TOKENS = 10**10  # more tokens than any call could use
+MAX_BILLED_USD = 10**6  # more than any single call could cost
 
 
-def number(value: Any) -> float | None:
+def token_count(value: Any) -> tuple[int | None, bool]:
+    """A usage count as an int, and whether a value was present but rejected."""
+    if value is None:
+        return None, False
+    if type(value) is int:
+        return (value, False) if 0 <= value <= MAX_TOKENS else (None, True)
+    if isinstance(value, float):
+        if math.isfinite(value) and value.is_integer() and 0 <= value <= MAX_TOKENS:
+            return int(value), False
+        return None, True
+    if isinstance(value, str) and value.strip().isdigit() and len(value) <= 12:
+        count = int(value)
+        return (count, False) if count <= MAX_TOKENS else (None, True)
+    return None, True
+
+
+def billed_cost(value: Any) -> tuple[float | None, bool]:
+    """A cost in USD the provider reports, and whether a value was present but rejected."""
+    if value is None:
+        return None, False
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
+        return None, True
     try:
-        return float(value)
-    except ValueError:
-        return None
+        cost = float(value)
+    except (ValueError, OverflowError):
+        return None, True
+    return (cost, False) if math.isfinite(cost) and 0 <= cost <= MAX_BILLED_USD else (None, True)
 
 
-def unify_usage(raw: dict[str, Any], flags: ResponseSpec | None) -> Usage:
-    """Token counts made comparable: input includes cached tokens, output includes reasoning."""
-    counts = {name: _int(raw.get(name)) for name in USAGE_FIELDS}
+def unify_usage(raw: dict[str, Any], flags: ResponseSpec | None,
+                warnings: list[str] | None = None) -> Usage:
+    """Token counts made comparable: input includes cached tokens, output includes reasoning.
+
+    A count that is not a sane whole number counts as not reported; a note goes to ``warnings``.
+    """
+    counts: dict[str, int | None] = {}
+    rejected: list[str] = []
+    for name in USAGE_FIELDS:
+        counts[name], bad = token_count(raw.get(name))
+        if bad:
+            rejected.append(name)
+    if rejected and warnings is not None:
+        shown = ", ".join(f"{name}={str(raw[name])[:40]!r}" for name in rejected)
+        warnings.append(f"usage counts that are not whole numbers from 0 to {MAX_TOKENS:,} were ignored: {shown}")
     if flags is not None and flags.usage_omits_zeros and any(v is not None for v in counts.values()):
-        counts = {name: 0 if value is None and name in raw else value for name, value in counts.items()}
+        counts = {name: 0 if value is None and name in raw and name not in rejected else value
+                  for name, value in counts.items()}
     if flags is not None:
-        if not flags.input_includes_cached and counts["input_tokens"] is not None:
-            counts["input_tokens"] += (counts["cached_input_tokens"] or 0) + (counts["cache_write_tokens"] or 0)
-        if not flags.output_includes_reasoning and counts["output_tokens"] is not None:
-            counts["output_tokens"] += counts["reasoning_tokens"] or 0
+        input_tokens, output_tokens = counts["input_tokens"], counts["output_tokens"]
+        if not flags.input_includes_cached and input_tokens is not None:
+            counts["input_tokens"] = input_tokens + (counts["cached_input_tokens"] or 0) + (
+                counts["cache_write_tokens"] or 0)
+        if not flags.output_includes_reasoning and output_tokens is not None:
+            counts["output_tokens"] = output_tokens + (counts["reasoning_tokens"] or 0)
     return Usage(**counts)
+
+
+def billed(value: Any, warnings: list[str]) -> float | None:
+    """The provider's billed cost, or ``None`` (with a warning when it was there but not a sane amount)."""
+    cost, bad = billed_cost(value)
+    if bad:
+        warnings.append(f"the billed cost {str(value)[:40]!r} is not an amount from 0 to {MAX_BILLED_USD:,} USD; "
+                        "the price table is used instead")
+    return cost
 
 
 @dataclass(slots=True)
@@ -59,6 +101,31 @@ class Extracted:
     model: str | None
     finish_reason: str | None
     usage: Usage
+    warnings: list[str]
+    tool_calls: list[ToolCall]
+    thinking: list[dict[str, Any]]
+
+
+Secrets = str | tuple[str, ...] | None  # the API key, or it and the secret config values
+
+
+def _secrets(secrets: Secrets) -> tuple[str, ...]:
+    if not secrets:
+        return ()
+    return (secrets,) if isinstance(secrets, str) else secrets
+
+
+def parse_body(body: bytes, limits: Limits, secrets: Secrets) -> Any:
+    """A JSON body parsed within the limits, with secrets masked if the server echoed them.
+
+    Raises ``ValueError`` for a body that is not JSON and `LimitExceeded` past the depth limit.
+    """
+    for secret in _secrets(secrets):
+        if len(secret) >= 4:
+            key = secret.encode()
+            if key in body:
+                body = body.replace(key, b"***")
+    return parse_json(body, limits)
 
 
 def extract_response(compiled: CompiledProvider, payload: Any) -> Extracted:
@@ -72,22 +139,77 @@ def extract_response(compiled: CompiledProvider, payload: Any) -> Extracted:
     content = content_path.text(payload)
     model = paths["model"].value(payload) if "model" in paths else None
     finish = paths["finish_reason"].value(payload) if "finish_reason" in paths else None
+    warnings: list[str] = []
     return Extracted(
         content=content,
         # An empty answer with a finish reason (a length or safety stop) is an answer, not a broken body.
         content_found=content is not None or content_path.found(payload) or finish is not None,
         reasoning=paths["reasoning"].text(payload) if "reasoning" in paths else None,
-        cost=number(paths["cost"].value(payload)) if "cost" in paths else None,
+        cost=billed(paths["cost"].value(payload), warnings) if "cost" in paths else None,
         model=model if isinstance(model, str) else None,
-        finish_reason=None if finish is None else str(finish),
-        usage=unify_usage(raw, compiled.spec.response),
+        finish_reason=short(finish),
+        usage=unify_usage(raw, compiled.spec.response, warnings),
+        warnings=warnings,
+        tool_calls=tool_calls(compiled.tool_calls.items(payload)) if compiled.tool_calls else [],
+        thinking=thinking_blocks(compiled.thinking.items(payload)) if compiled.thinking else [],
     )
 
 
-def scrub(text: str, secret: str | None) -> str:
-    """The text with the API key masked, in case a provider echoes it."""
-    if secret and len(secret) >= 4 and secret in text:
-        return text.replace(secret, "***")
+def _text(value: Any) -> str | None:
+    """A value read from a reply as text: strings as they are, structures as JSON text."""
+    if value is None:
+        return None
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def tool_calls(items: list[tuple[Any, dict[str, Any]]]) -> list[ToolCall]:
+    """Tool calls from the items a reply holds (a call without a name is not a call)."""
+    from .shapes import stable_call_id
+
+    calls: list[ToolCall] = []
+    for position, (_, values) in enumerate(items):
+        name = values.get("name")
+        if not isinstance(name, str) or not name:
+            continue
+        arguments = _text(values.get("arguments")) or "{}"
+        call_id = values.get("id")
+        calls.append(ToolCall(id=call_id if isinstance(call_id, str) and call_id else
+                              stable_call_id(name, arguments, position),
+                              name=name[:256], arguments=arguments, signature=_text(values.get("signature"))))
+    return calls
+
+
+def thinking_blocks(items: list[tuple[Any, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Reasoning blocks to replay: ``{text, signature}`` or ``{redacted}``."""
+    blocks: list[dict[str, Any]] = []
+    for _, values in items:
+        block: dict[str, Any] = {key: _text(values[key]) for key in ("text", "signature", "redacted") if key in values}
+        if "text" in block or "redacted" in block:
+            blocks.append(block)
+    return blocks
+
+
+def unified_finish(compiled: CompiledProvider, native: str | None, has_calls: bool) -> str | None:
+    """The unified finish reason of the provider's own word; a reply holding tool calls reports ``tool_calls``."""
+    if native is None:
+        return "tool_calls" if has_calls else None
+    unified = compiled.finish_reasons.get(native, "other")
+    return "tool_calls" if has_calls and unified in ("stop", "other") else unified
+
+
+def short(value: Any, limit: int = 200) -> str | None:
+    """A scalar a server sent (a finish reason, an error type) as bounded text."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def scrub(text: str, secrets: Secrets) -> str:
+    """The text with secrets masked, in case a provider echoes them."""
+    for secret in _secrets(secrets):
+        if len(secret) >= 4 and secret in text:
+            text = text.replace(secret, "***")
     return text
 
 
@@ -104,15 +226,15 @@ def error_details(compiled: CompiledProvider, payload: Any) -> tuple[str | None,
     """The provider's own error message and type, when its error paths find them."""
     message = compiled.error_message.text(payload) if compiled.error_message else None
     kind = compiled.error_type.value(payload) if compiled.error_type else None
-    return message, None if kind is None else str(kind)
+    return short(message, 2000), short(kind)
 
 
 def kind_for(compiled: CompiledProvider, error_type: str | None, status: int | None,
              message: str | None = None) -> ErrorKind:
     """The unified kind: the provider file's mappings (error type, message text, status), then the status."""
     errors = compiled.spec.errors
-    if error_type is not None and error_type in errors.kinds:
-        return errors.kinds[error_type]
+    if error_type is not None and str(error_type) in compiled.error_kinds:
+        return compiled.error_kinds[str(error_type)]
     if message and errors.message_kinds:
         for text, kind in errors.message_kinds.items():
             if text in message:
@@ -122,22 +244,51 @@ def kind_for(compiled: CompiledProvider, error_type: str | None, status: int | N
     return kind_for_status(status) if status is not None else ErrorKind.SERVER
 
 
-def http_error(compiled: CompiledProvider, status: int, body: bytes,
-               secret: str | None) -> tuple[str, ErrorKind, Any]:
-    """Message, kind and parsed body of an HTTP error response."""
+@dataclass(slots=True)
+class Failure:
+    """What an error reply says: the formatted ``error``, its kind, the parsed body, and the provider's own
+    message and type/code as they came (``None`` when its error paths find nothing)."""
+
+    error: str
+    kind: ErrorKind
+    payload: Any
+    message: str | None = None
+    code: str | None = None
+
+
+def format_error(status: int | None, message: str, code: str | None) -> str:
+    """The form of ``CompletionResponse.error``: ``HTTP <status>: <message> (<type or code>)``."""
+    return (f"HTTP {status}: " if status is not None else "") + message + (f" ({code})" if code else "")
+
+
+def http_error(compiled: CompiledProvider, status: int, body: bytes, secret: Secrets,
+               limits: Limits = DEFAULT) -> Failure:
+    """What an HTTP error response says."""
     payload: Any = None
     message = error_type = None
     try:
-        payload = json.loads(body) if body else None
-    except ValueError:
+        payload = parse_body(body, limits, secret) if body else None
+    except (ValueError, LimitExceeded):
         payload = None
     if payload is not None:
         message, error_type = error_details(compiled, payload)
-    if not message:
-        message = body_snippet(body) if body else "(empty body)"
+    shown = message
+    if not shown:
+        shown = body_snippet(body) if body else "(empty body)"
         if payload is None and body:
-            message = f"non-JSON error body: {message}"
-    text = scrub(f"HTTP {status}: {message}" + (f" ({error_type})" if error_type else ""), secret)
+            shown = f"non-JSON error body: {shown}"
+    text = scrub(format_error(status, shown, error_type), secret)
     if payload is None and body:
         payload = scrub(body.decode("utf-8", "replace"), secret)
-    return text, kind_for(compiled, error_type, status, message), payload
+    return Failure(text, kind_for(compiled, error_type, status, shown), payload,
+                   scrub(message, secret) if message else None, error_type)
+
+
+def failed_envelope(compiled: CompiledProvider, payload: Any, status: int) -> Failure | None:
+    """A 2xx body that says the call failed (`errors.when`), or ``None``."""
+    if not any(condition.holds(payload) for condition in compiled.failed_when):
+        return None
+    message, error_type = error_details(compiled, payload)
+    shown = message or "the reply says the call failed (errors.when)"
+    return Failure(format_error(status, shown, error_type), kind_for(compiled, error_type, None, message),
+                   payload, message, error_type)

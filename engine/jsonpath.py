@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from .errors import JSONPathError
@@ -22,26 +24,32 @@ __all__ = ["Extractor", "JSONPathError", "compile_one"]
 _STEP = re.compile(
     r"""\.([A-Za-z_][\w-]*)|\[(-?\d+)\]|\[(?:'([^'\\]*)'|"([^"\\]*)")\]|(\[\*\]|\.\*)"""
     r"""|\[\?\(@\.([A-Za-z_][\w-]*)\s*(==|!=)\s*('[^'\\]*'|"[^"\\]*"|true|false|null|-?\d+(?:\.\d+)?)\s*\)\]"""
+    r"""|\[\?\(@\.([A-Za-z_][\w-]*)\s*\)\]"""
 )
 WILDCARD = object()
 _LITERALS = {"true": True, "false": False, "null": None}
 
 
 class _Filter:
-    """``[?(@.key == literal)]`` / ``!=``: keeps the children (list items or mapping values) that match."""
+    """``[?(@.key == literal)]`` / ``!=`` / ``[?(@.key)]`` (the key is present): keeps the children (list items
+    or mapping values) that match."""
 
-    __slots__ = ("equal", "key", "literal")
+    __slots__ = ("equal", "exists", "key", "literal")
 
     def __init__(self, key: str, op: str, literal: str) -> None:
-        self.key, self.equal = key, op == "=="
-        if literal in _LITERALS:
-            self.literal: Any = _LITERALS[literal]
+        self.key, self.equal, self.exists = key, op == "==", op == "exists"
+        if self.exists:
+            self.literal: Any = None
+        elif literal in _LITERALS:
+            self.literal = _LITERALS[literal]
         elif literal[0] in "'\"":
             self.literal = literal[1:-1]
         else:
             self.literal = float(literal) if "." in literal else int(literal)
 
     def keeps(self, child: Any) -> bool:
+        if self.exists:
+            return isinstance(child, dict) and self.key in child
         if not isinstance(child, dict) or self.key not in child:
             return not self.equal  # a missing member is unequal to everything, null included
         value, literal = child[self.key], self.literal
@@ -65,9 +73,11 @@ def _plain_steps(expression: str) -> tuple[Any, ...] | None:
         match = _STEP.match(expression, pos)
         if not match:
             return None
-        name, index, quoted1, quoted2, wildcard, key, op, literal = match.groups()
+        name, index, quoted1, quoted2, wildcard, key, op, literal, present = match.groups()
         if key is not None:
             steps.append(_Filter(key, op, literal))
+        elif present is not None:
+            steps.append(_Filter(present, "exists", ""))
         elif wildcard is not None:
             steps.append(WILDCARD)
         elif index is not None:
@@ -128,8 +138,39 @@ def _fan_out(steps: tuple[Any, ...]) -> Callable[[Any], list[Any]]:
     return find
 
 
+# The response headers of the reply being read, for ``header:<name>`` paths (set by `reading_headers`).
+_HEADERS: ContextVar[Mapping[str, str] | None] = ContextVar("response_headers", default=None)
+HEADER_PREFIX = "header:"
+
+
+@contextmanager
+def reading_headers(headers: Mapping[str, str] | None) -> Iterator[None]:
+    """Evaluate ``header:`` paths against these response headers (case-insensitive names)."""
+    token = _HEADERS.set(headers)
+    try:
+        yield
+    finally:
+        _HEADERS.reset(token)
+
+
+def _header_finder(name: str) -> Callable[[Any], list[Any]]:
+    name = name.strip().lower()
+    if not name:
+        raise JSONPathError("a header path needs a name: header:<name>")
+
+    def find(_data: Any) -> list[Any]:
+        headers = _HEADERS.get()
+        value = headers.get(name) if headers is not None else None
+        return [] if value is None else [value]
+
+    return find
+
+
 def compile_one(expression: str) -> Callable[[Any], list[Any]]:
-    """A function returning every value the expression matches in a document."""
+    """A function returning every value the expression matches in a document; ``header:<name>`` reads the
+    reply's header of that name instead."""
+    if expression.startswith(HEADER_PREFIX):
+        return _header_finder(expression[len(HEADER_PREFIX):])
     steps = _plain_steps(expression.strip())
     if steps is not None:
         return _walker(steps)
@@ -146,11 +187,12 @@ def compile_one(expression: str) -> Callable[[Any], list[Any]]:
 class Extractor:
     """One field's JSONPath alternatives: the first that finds a non-null value wins."""
 
-    __slots__ = ("_finders", "expressions", "head")
+    __slots__ = ("_finders", "expressions", "head", "reads_headers")
 
     def __init__(self, expressions: str | Sequence[str]) -> None:
         self.expressions = [expressions] if isinstance(expressions, str) else list(expressions)
         self._finders = [compile_one(e) for e in self.expressions]
+        self.reads_headers = any(e.startswith(HEADER_PREFIX) for e in self.expressions)
         heads = {steps[0] if steps and type(steps[0]) is str else None
                  for steps in (_plain_steps(e.strip()) for e in self.expressions)}
         # The top-level key every alternative starts with: no match is possible without it.
@@ -163,6 +205,14 @@ class Extractor:
                 if value is not None:
                     return value
         return None
+
+    def all(self, data: Any) -> list[Any]:
+        """Every non-null match of the first alternative that matches anything."""
+        for find in self._finders:
+            values = [v for v in find(data) if v is not None]
+            if values:
+                return values
+        return []
 
     def text(self, data: Any) -> str | None:
         """All matches of the first alternative that matches, joined as text; ``None`` if none.

@@ -9,14 +9,17 @@ again, only when there is an error to report.
 from __future__ import annotations
 
 import copy
+import os
+import stat
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .errors import ProviderFileError
+from .limits import DEFAULT, LimitExceeded
 
 try:
     _FastLoader: Any = yaml.CSafeLoader
@@ -45,19 +48,89 @@ class ProviderSource:
     text: str
 
 
-def read_yaml(path: Path) -> tuple[Any, str]:
-    """Parse a YAML file; a syntax error names the file and line."""
+def max_file_bytes() -> int:
+    """The size limit of provider and pricing files (``GENAI_MAX_FILE_BYTES``), read without `Settings`."""
+    from ._env import env
+
+    value = env("GENAI_MAX_FILE_BYTES")
+    return int(value) if value and value.isdigit() else DEFAULT.max_file_bytes
+
+
+def read_text(path: Path, limit: int | None = None) -> str:
+    """A provider or pricing file's text: a regular file (never a FIFO or device), UTF-8, within the size limit."""
+    limit = max_file_bytes() if limit is None else limit
     try:
-        text = path.read_text(encoding="utf-8")
+        info = os.stat(path)
     except OSError as exc:
         raise ProviderFileError(f"cannot read file: {exc.strerror or exc}", file=str(path)) from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise ProviderFileError("not a regular file (a provider or pricing file must be one)", file=str(path))
+    if info.st_size > limit:
+        raise ProviderFileError(str(LimitExceeded("max_file_bytes", limit, f"the file ({info.st_size:,} bytes)")),
+                                file=str(path))
     try:
-        return yaml.load(text, Loader=_FastLoader), text
+        with open(path, "rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise ProviderFileError(f"cannot read file: {exc.strerror or exc}", file=str(path)) from exc
+    if len(data) > limit:
+        raise ProviderFileError(str(LimitExceeded("max_file_bytes", limit, "the file")), file=str(path))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ProviderFileError(f"not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start})",
+                                file=str(path), line=line) from exc
+
+
+MAX_YAML_VALUES = 100_000  # values a file may expand to through YAML aliases (the "billion laughs")
+
+
+def expanded_size(data: Any, limit: int = MAX_YAML_VALUES) -> int:
+    """How many values ``data`` holds with every alias expanded, counting shared parts once per use.
+
+    Computed over the shared structure (each node once), so the check is cheap even when the expansion is
+    astronomical; stops counting past ``limit``.
+    """
+    sizes: dict[int, int] = {}
+    order: list[Any] = []
+    stack = [data]
+    seen: set[int] = set()
+    while stack:  # children before parents, each container once
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        order.append(node)
+        stack.extend(child for child in _children(node) if isinstance(child, dict | list))
+    for node in reversed(order):
+        size = 1 + sum(sizes.get(id(child), 1) for child in _children(node))
+        sizes[id(node)] = min(size, limit + 1)
+    return sizes.get(id(data), 1)
+
+
+def _children(node: Any) -> list[Any]:
+    if isinstance(node, dict):
+        return [*node.keys(), *node.values()]
+    return node if isinstance(node, list) else []
+
+
+def read_yaml(path: Path) -> tuple[Any, str]:
+    """Parse a YAML file; a syntax error names the file and line."""
+    text = read_text(path)
+    try:
+        data = yaml.load(text, Loader=_FastLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
         raise ProviderFileError(f"invalid YAML: {problem}", file=str(path),
                                 line=mark.line + 1 if mark else None) from exc
+    except RecursionError as exc:
+        raise ProviderFileError("invalid YAML: nested too deeply", file=str(path)) from exc
+    if "*" in text and expanded_size(data) > MAX_YAML_VALUES:
+        raise ProviderFileError(f"YAML aliases expand to more than {MAX_YAML_VALUES:,} values (anchors that "
+                                "repeat anchors); write the values out instead", file=str(path))
+    return data, text
 
 
 def read_source(path: Path) -> ProviderSource:
@@ -78,14 +151,55 @@ def provider_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and not p.name.startswith("."))
 
 
-def discover(folders: Iterable[Path]) -> dict[str, list[ProviderSource]]:
-    """Every provider in the folders; for each name, its definitions in precedence order (last wins)."""
-    found: dict[str, list[ProviderSource]] = {}
+@dataclass(slots=True)
+class Discovery:
+    """What the provider folders hold.
+
+    ``found``: for each name, its definitions in precedence order (last wins). ``broken``: names whose top
+    definition cannot be used (two files of one folder define the name, or its file cannot be read); using
+    one raises its error. ``unreadable``: every file that could not be read. ``overrides``: a definition
+    replaced by one in a later folder, as (name, replaced file, replacing file).
+    """
+
+    found: dict[str, list[ProviderSource]] = field(default_factory=dict)
+    broken: dict[str, ProviderFileError] = field(default_factory=dict)
+    unreadable: list[ProviderFileError] = field(default_factory=list)
+    overrides: list[tuple[str, Path, Path]] = field(default_factory=list)
+
+    def names(self) -> list[str]:
+        return sorted({*self.found, *self.broken})
+
+
+def discover(folders: Iterable[Path]) -> Discovery:
+    """Every provider in the folders. One broken file affects only its own provider: a file whose name cannot
+    be read is listed under its file name, unless a good file provides that name."""
+    result = Discovery()
+    unnamed: dict[str, ProviderFileError] = {}
     for folder in folders:
+        here: dict[str, Path] = {}
         for path in provider_files(Path(folder)):
-            source = read_source(path)
-            found.setdefault(source.name, []).append(source)
-    return found
+            try:
+                source = read_source(path)
+            except ProviderFileError as exc:
+                result.unreadable.append(exc)
+                unnamed[path.stem] = exc
+                continue
+            name = source.name
+            if name in here:
+                result.broken[name] = ProviderFileError(
+                    f"{here[name].name} and {path.name} in {Path(folder)} both define provider {name!r}; "
+                    "remove or rename one", file=str(path), key="name", line=line_of(source, ("name",)))
+                continue
+            here[name] = path
+            layers = result.found.setdefault(name, [])
+            if layers:
+                result.overrides.append((name, layers[-1].path, path))
+                result.broken.pop(name, None)  # a later folder's file replaces a broken definition
+            layers.append(source)
+    for name, error in unnamed.items():
+        if name not in result.found:
+            result.broken.setdefault(name, error)
+    return result
 
 
 def resolve_chain(name: str, found: dict[str, list[ProviderSource]]) -> list[ProviderSource]:

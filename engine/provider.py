@@ -6,23 +6,43 @@ It holds no provider-specific code.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from pydantic import SecretStr
 
+from .auth import CachedAuth, load_hook
 from .compiled import USAGE_FIELDS, CompiledProvider
-from .errors import ErrorKind
-from .extract import error_details, extract_response, http_error, kind_for, number, scrub, unify_usage
+from .errors import ErrorKind, InvalidRequestError, ProviderError
+from .extract import (
+    Failure,
+    billed,
+    body_snippet,
+    error_details,
+    extract_response,
+    failed_envelope,
+    format_error,
+    http_error,
+    kind_for,
+    parse_body,
+    scrub,
+    short,
+    unified_finish,
+    unify_usage,
+)
+from .jsonpath import reading_headers
+from .limits import LimitExceeded
 from .pricing import PriceTable, Usage, to_float
-from .render import prepare, render, resolve_model
-from .send import RetryPolicy, SendError, describe, new_client, send
+from .render import Prepared, prepare, render, resolve_model
+from .send import RetryPolicy, UnsupportedEncoding, describe, iter_body, new_client, read_body, send
 from .spec import ProviderSpec
 from .stream import StreamState
-from .types import CompletionRequest, CompletionResponse, HTTPRequest
+from .trust import register_secrets
+from .types import CallOptions, CompletionRequest, CompletionResponse, HTTPRequest, StreamEvent, ToolCall
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -31,31 +51,43 @@ if TYPE_CHECKING:
 class AsyncStream:
     """A streamed call: ``async for`` it for text deltas; ``response`` is the final result once it ends.
 
-    ``await stream.final()`` drains what is left and returns that result. A stream
-    that fails or is cut off ends with ``response.success == False`` and the text
-    received so far.
+    ``events()`` gives every typed event instead (text, reasoning, a tool call starting, pieces of its
+    arguments, usage, end), the same for every provider; text iteration and events read one stream.
+    ``await stream.final()`` drains what is left and returns the final response, tool calls assembled.
+    A stream that fails or is cut off ends with ``response.success == False`` and the text received so far.
     """
 
-    def __init__(self, run: Callable[[AsyncStream], AsyncIterator[str]]) -> None:
+    def __init__(self, run: Callable[[AsyncStream], AsyncGenerator[StreamEvent, None]]) -> None:
         self.response: CompletionResponse | None = None
-        self._deltas = run(self)
+        self._events = run(self)
+        self._texts = self._only_text()
+
+    async def _only_text(self) -> AsyncGenerator[str, None]:
+        async for event in self._events:
+            if event.type == "text":
+                yield event.text
 
     def __aiter__(self) -> AsyncIterator[str]:
-        return self._deltas
+        return self._texts
 
     async def __anext__(self) -> str:
-        return await self._deltas.__anext__()
+        return await self._texts.__anext__()
+
+    def events(self) -> AsyncIterator[StreamEvent]:
+        """The stream's typed events, ending with one of type ``end`` that holds the final response."""
+        return self._events
 
     async def final(self) -> CompletionResponse:
         """Read the rest of the stream and return the final response."""
-        async for _ in self._deltas:
+        async for _ in self._events:
             pass
         assert self.response is not None
         return self.response
 
     async def aclose(self) -> None:
         """Stop reading; the connection is released."""
-        await self._deltas.aclose()  # type: ignore[attr-defined]
+        await self._texts.aclose()
+        await self._events.aclose()
 
     async def __aenter__(self) -> AsyncStream:
         return self
@@ -64,22 +96,39 @@ class AsyncStream:
         await self.aclose()
 
 
+def _whole(response: CompletionResponse) -> list[StreamEvent]:
+    """The events of a reply that arrived whole (a provider that cannot stream, or a backend's single answer)."""
+    events = [StreamEvent("text", response.content)] if response.content else []
+    for index, call in enumerate(response.tool_calls):
+        events.append(StreamEvent("tool_call", index=index, id=call.id, name=call.name))
+        events.append(StreamEvent("tool_arguments", text=call.arguments, index=index))
+    return [*events, *closing_events(response)]
+
+
+def closing_events(response: CompletionResponse) -> list[StreamEvent]:
+    """The events that end a stream: usage (when counted) and end."""
+    usage = [StreamEvent("usage", response=response)] if response.input_tokens is not None or \
+        response.output_tokens is not None else []
+    return [*usage, StreamEvent("end", response=response)]
+
+
 class LLMProvider(ABC):
     """What every provider offers, HTTP or Python-backed. Use it as an async context manager."""
 
     spec: ProviderSpec
     prices: PriceTable
+    compiled: CompiledProvider
 
     @property
     def name(self) -> str:
         return self.spec.name
 
     @abstractmethod
-    async def complete(self, request: CompletionRequest) -> CompletionResponse:
-        """One call; never raises for provider or network failures."""
+    async def complete(self, request: CompletionRequest, options: CallOptions | None = None) -> CompletionResponse:
+        """One call; never raises for provider or network failures. ``options``: per-call engine settings."""
 
     @abstractmethod
-    def stream_complete(self, request: CompletionRequest) -> AsyncStream:
+    def stream_complete(self, request: CompletionRequest, options: CallOptions | None = None) -> AsyncStream:
         """A streamed call: an async iterator of text deltas with the final response after."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
@@ -108,31 +157,39 @@ class LLMProvider(ABC):
 
     def _failure(self, message: str, kind: ErrorKind | None, *, model: str | None, started: float,
                  status_code: int | None = None, raw: Any = None, content: str = "",
-                 values: Mapping[str, Any] | None = None) -> CompletionResponse:
+                 values: Mapping[str, Any] | None = None, error_message: str | None = None,
+                 error_code: str | None = None, request_id: str | None = None) -> CompletionResponse:
         """A ``success=False`` response."""
+        native = short(values.get("finish_reason")) if values else None
         return CompletionResponse(
             content=content, model=model, provider=self.name, success=False, error=message, error_kind=kind,
             status_code=status_code, latency_ms=(time.perf_counter() - started) * 1000, raw_response=raw,
-            finish_reason=_str(values.get("finish_reason")) if values else None,
+            finish_reason=unified_finish(self.compiled, native, False), native_finish_reason=native,
+            error_message=error_message, error_code=error_code, request_id=request_id,
         )
 
     def _finish(self, *, content: str, model: str | None, requested: str, usage: Usage, finish_reason: Any,
                 started: float, status_code: int | None, raw: Any, reasoning: str | None = None,
-                billed: float | None = None) -> CompletionResponse:
+                billed: float | None = None, warnings: list[str] | None = None,
+                tool_calls: list[ToolCall] | None = None,
+                thinking: list[dict[str, Any]] | None = None, request_id: str | None = None) -> CompletionResponse:
         """A successful response, costed: the provider's billed cost if it reports one, else the price table."""
+        native = short(finish_reason)
         return CompletionResponse(
             content=content, reasoning=reasoning, model=model or requested, provider=self.name, success=True,
-            status_code=status_code, finish_reason=_str(finish_reason),
+            status_code=status_code, finish_reason=unified_finish(self.compiled, native, bool(tool_calls)),
+            native_finish_reason=native, tool_calls=tool_calls or [], thinking=thinking or [], request_id=request_id,
             input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
             cached_input_tokens=usage.cached_input_tokens, cache_write_tokens=usage.cache_write_tokens,
             reasoning_tokens=usage.reasoning_tokens,
             cost_usd=billed if billed is not None else self._cost((model, requested), usage),
-            latency_ms=(time.perf_counter() - started) * 1000, raw_response=raw,
+            latency_ms=(time.perf_counter() - started) * 1000, raw_response=raw, warnings=warnings or [],
         )
 
 
-def _str(value: Any) -> str | None:
-    return None if value is None else str(value)
+STREAM_TYPES = {"sse": ("text/event-stream",),
+                "ndjson": ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/json-seq",
+                           "application/json", "text/plain")}
 
 
 class HTTPProvider(LLMProvider):
@@ -142,9 +199,15 @@ class HTTPProvider(LLMProvider):
                  http_client: httpx.AsyncClient | None = None) -> None:
         self.compiled, self.spec, self.settings, self.prices = compiled, compiled.spec, settings, prices
         self.prepared = prepare(compiled, settings)
+        self.limits = self.prepared.limits
         self.policy = RetryPolicy(settings.max_retries, settings.retry_initial_delay, settings.retry_max_delay)
         self._client = http_client
         self._owns_client = http_client is None
+        self._overridden: dict[tuple[str | None, str | None], Prepared] = {}
+        self._auth: CachedAuth | None = None
+        if self.spec.auth.type == "hook":
+            hook = load_hook(self.spec, compiled.file, settings, self.prepared.config)
+            self._auth = CachedAuth(hook, self.name)
         stream = compiled.stream
         rules = [*(stream.events.values() if stream else ()), *([stream.chunk] if stream and stream.chunk else [])]
         self._stream_usage = {name for rule in rules for name, _ in rule.fields if name in USAGE_FIELDS}
@@ -155,8 +218,7 @@ class HTTPProvider(LLMProvider):
     @property
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = new_client(self.settings.timeout, self.settings.connect_timeout,
-                                      self.settings.http_transport)
+            self._client = new_client(self.settings)
         return self._client
 
     def render(self, request: CompletionRequest, stream: bool | None = None) -> HTTPRequest:
@@ -167,91 +229,201 @@ class HTTPProvider(LLMProvider):
         if self._owns_client and self._client is not None:
             await self._client.aclose()
             self._client = None
+        if self._auth is not None:
+            await self._auth.hook.close()
 
-    async def _error_response(self, response: httpx.Response, model: str, started: float,
-                              content: str = "") -> CompletionResponse:
-        body = await response.aread()
-        message, kind, payload = http_error(self.compiled, response.status_code, body, self.prepared.api_key)
-        return self._failure(message, kind, model=model, started=started, status_code=response.status_code,
-                            raw=self._scrub_raw(payload, body), content=content)
+    async def _authorize(self, prepared: Prepared, request: HTTPRequest) -> Prepared:
+        """Put the auth hook's credentials on the request (replacing the shown placeholder); returns the prepared
+        provider with them counted as secrets. Raises `ProviderError` (``auth``) when the hook fails."""
+        if self._auth is None:
+            return prepared
+        credentials = await self._auth.credentials()
+        request.headers.pop(self.spec.auth.header, None)
+        request.headers.update(credentials.headers)
+        if credentials.query:
+            from urllib.parse import urlencode
 
-    def _scrub_raw(self, payload: Any, body: bytes) -> Any:
-        key = self.prepared.api_key
-        if key and len(key) >= 4 and key.encode() in body and not isinstance(payload, str):
-            return json.loads(scrub(body.decode("utf-8", "replace"), key))
-        return payload
+            request.url += ("&" if "?" in request.url else "?") + urlencode(credentials.query)
+        request.secret_headers = request.secret_headers | {k.lower() for k in credentials.headers}
+        request.secret_params = request.secret_params | set(credentials.query)
+        new = tuple(s for s in credentials.secrets if s not in prepared.secrets)
+        if not new:
+            return prepared
+        register_secrets(new)
+        return dataclasses.replace(prepared, secrets=prepared.secrets + new)
 
-    async def complete(self, request: CompletionRequest) -> CompletionResponse:
+    # -- per call ------------------------------------------------------------------------------------------
+    def _call(self, request: CompletionRequest, options: CallOptions | None,
+              stream: bool) -> tuple[Prepared, HTTPRequest, RetryPolicy, float | None]:
+        """What one call sends: the prepared provider (with a per-call key or base URL), the request, the retry
+        policy and the timeout."""
+        prepared, policy, timeout = self.prepared, self.policy, None
+        if options is not None:
+            if options.api_key is not None or options.base_url is not None:
+                prepared = self._prepared_for(options.api_key, options.base_url)
+            if options.max_retries is not None:
+                policy = RetryPolicy(options.max_retries, policy.initial_delay, policy.max_delay)
+            timeout = options.timeout
+        http_request = render(prepared, request, stream)
+        if options is not None and options.headers:
+            http_request.headers.update(options.headers)
+        return prepared, http_request, policy, timeout
+
+    def _prepared_for(self, api_key: str | None, base_url: str | None) -> Prepared:
+        key = (api_key, base_url)
+        if key not in self._overridden:
+            update: dict[str, Any] = {}
+            if api_key is not None:
+                update["api_keys"] = {**self.settings.api_keys, self.name: SecretStr(api_key)}
+            if base_url is not None:
+                update["base_urls"] = {**self.settings.base_urls, self.name: base_url}
+            if len(self._overridden) >= 16:
+                self._overridden.pop(next(iter(self._overridden)))
+            self._overridden[key] = prepare(self.compiled, self.settings.model_copy(update=update))
+        return self._overridden[key]
+
+    def _fail(self, prepared: Prepared, message: str, kind: ErrorKind | None, model: str, started: float,
+              **details: Any) -> CompletionResponse:
+        return self._failure(scrub(message, prepared.secrets), kind, model=model, started=started, **details)
+
+    def _request_id(self, payload: Any, headers: httpx.Headers) -> str | None:
+        """The provider's request id (body or header path in ``errors.request_id``)."""
+        if self.compiled.request_id is None:
+            return None
+        with reading_headers(headers):
+            return short(self.compiled.request_id.value(payload))
+
+    def _reported(self, prepared: Prepared, failure: Failure, model: str, started: float, status: int,
+                  headers: httpx.Headers) -> CompletionResponse:
+        return self._fail(prepared, failure.error, failure.kind, model, started, status_code=status,
+                          raw=failure.payload, error_message=failure.message, error_code=failure.code,
+                          request_id=self._request_id(failure.payload, headers))
+
+    async def _read_error(self, prepared: Prepared, response: httpx.Response, model: str,
+                          started: float) -> CompletionResponse:
+        status = response.status_code
+        try:
+            body = await read_body(response, self.limits.max_response_bytes)
+        except (LimitExceeded, UnsupportedEncoding) as exc:
+            return self._fail(prepared, f"HTTP {status}: {exc}", kind_for(self.compiled, None, status), model,
+                              started, status_code=status)
+        except httpx.TransportError as exc:
+            return self._fail(prepared, f"HTTP {status}, then the connection failed while reading the error body: "
+                                        f"{describe(exc)}", kind_for(self.compiled, None, status), model, started,
+                              status_code=status)
+        failure = http_error(self.compiled, status, body, prepared.secrets, self.limits)
+        if failure.kind is ErrorKind.AUTH and self._auth is not None:
+            self._auth.forget()  # a token the API refuses (revoked, expired early): fetch a new one next time
+        return self._reported(prepared, failure, model, started, status, response.headers)
+
+    async def complete(self, request: CompletionRequest, options: CallOptions | None = None) -> CompletionResponse:
         started = time.perf_counter()
         model = resolve_model(self.compiled, request.model)
-        http_request = render(self.prepared, request, stream=False)
         try:
-            response = await send(self.client, http_request, self.policy)
-        except SendError as exc:
-            return self._failure(scrub(exc.message, self.prepared.api_key), exc.kind, model=model, started=started)
-        if response.status_code >= 300:
-            return await self._error_response(response, model, started)
-        body = response.content
+            prepared, http_request, policy, timeout = self._call(request, options, stream=False)
+        except InvalidRequestError as exc:
+            return self._failure(str(exc), ErrorKind.INVALID_REQUEST, model=model, started=started)
         try:
-            payload = json.loads(body)
-        except ValueError:
-            return self._failure(f"response is not valid JSON: {body[:200].decode('utf-8', 'replace')!r}",
-                                ErrorKind.INVALID_RESPONSE, model=model, started=started,
-                                status_code=response.status_code, raw=body.decode("utf-8", "replace"))
-        extracted = extract_response(self.compiled, payload)
-        if not extracted.content_found:
+            prepared = await self._authorize(prepared, http_request)
+            response = await send(self.client, http_request, policy, timeout=timeout)
+        except ProviderError as exc:  # SendError, or an auth hook that failed
+            return self._fail(prepared, exc.message, exc.kind, model, started)
+        try:
+            if response.status_code >= 300:
+                return await self._read_error(prepared, response, model, started)
+            status = response.status_code
+            try:
+                body = await read_body(response, self.limits.max_response_bytes)
+                payload = parse_body(body, self.limits, prepared.secrets)
+            except (LimitExceeded, UnsupportedEncoding) as exc:
+                return self._fail(prepared, str(exc), ErrorKind.INVALID_RESPONSE, model, started, status_code=status)
+            except httpx.TimeoutException as exc:
+                return self._fail(prepared, f"timed out reading the body: {describe(exc)}", ErrorKind.TIMEOUT,
+                                  model, started, status_code=status)
+            except httpx.TransportError as exc:
+                return self._fail(prepared, f"connection lost reading the body: {describe(exc)}",
+                                  ErrorKind.CONNECTION, model, started, status_code=status)
+            except ValueError:
+                return self._fail(prepared, f"response is not valid JSON: {body_snippet(body)!r}",
+                                  ErrorKind.INVALID_RESPONSE, model, started, status_code=status,
+                                  raw=scrub(body[:10_000].decode("utf-8", "replace"), prepared.secrets))
+        finally:
+            await response.aclose()
+        headers = response.headers
+        if self.compiled.reads_headers:
+            with reading_headers(headers):
+                extracted = extract_response(self.compiled, payload)
+        else:
+            extracted = extract_response(self.compiled, payload)
+        failure = failed_envelope(self.compiled, payload, status) if self.compiled.failed_when else None
+        if failure is None and not extracted.content_found and not extracted.tool_calls:
             message, error_type = error_details(self.compiled, payload)
-            if message:  # some servers answer 200 with an error body
-                return self._failure(f"HTTP {response.status_code}: {message}",
-                                    kind_for(self.compiled, error_type, None), model=model, started=started,
-                                    status_code=response.status_code, raw=payload)
-            paths = " or ".join(self.compiled.response["content"].expressions)
-            return self._failure(f"response has no content at {paths}", ErrorKind.INVALID_RESPONSE, model=model,
-                                started=started, status_code=response.status_code, raw=payload)
+            if message:  # a 2xx with no content and an error message: the call failed
+                failure = Failure(format_error(status, message, error_type),
+                                  kind_for(self.compiled, error_type, None, message), payload, message, error_type)
+            else:
+                paths = " or ".join(self.compiled.response["content"].expressions)
+                return self._fail(prepared, f"response has no content at {paths}", ErrorKind.INVALID_RESPONSE,
+                                  model, started, status_code=status, raw=payload,
+                                  request_id=self._request_id(payload, headers))
+        if failure is not None:
+            return self._reported(prepared, failure, model, started, status, headers)
         return self._finish(content=extracted.content or "", reasoning=extracted.reasoning, model=extracted.model,
-                           requested=model,
-                           usage=extracted.usage, finish_reason=extracted.finish_reason, started=started,
-                           billed=extracted.cost,
-                           status_code=response.status_code, raw=payload)
+                            requested=model, usage=extracted.usage, finish_reason=extracted.finish_reason,
+                            started=started, billed=extracted.cost, status_code=status, raw=payload,
+                            warnings=extracted.warnings, tool_calls=extracted.tool_calls,
+                            thinking=extracted.thinking, request_id=self._request_id(payload, headers))
 
-    def stream_complete(self, request: CompletionRequest) -> AsyncStream:
-        return AsyncStream(lambda result: self._stream(request, result))
+    def stream_complete(self, request: CompletionRequest, options: CallOptions | None = None) -> AsyncStream:
+        return AsyncStream(lambda result: self._stream(request, options, result))
 
-    async def _stream(self, request: CompletionRequest, result: AsyncStream) -> AsyncIterator[str]:
+    async def _stream(self, request: CompletionRequest, options: CallOptions | None,
+                      result: AsyncStream) -> AsyncGenerator[StreamEvent, None]:
         started = time.perf_counter()
         model = resolve_model(self.compiled, request.model)
         if self.compiled.stream is None:  # the provider cannot stream: one delta with the whole text
-            result.response = await self.complete(request)
-            if result.response.content:
-                yield result.response.content
+            result.response = await self.complete(request, options)
+            for event in _whole(result.response):
+                yield event
             return
-        http_request = render(self.prepared, request, stream=True)
         try:
-            response = await send(self.client, http_request, self.policy, stream=True)
-        except SendError as exc:
-            result.response = self._failure(scrub(exc.message, self.prepared.api_key), exc.kind, model=model,
-                                           started=started)
+            prepared, http_request, policy, timeout = self._call(request, options, stream=True)
+        except InvalidRequestError as exc:
+            result.response = self._failure(str(exc), ErrorKind.INVALID_REQUEST, model=model, started=started)
+            yield StreamEvent("end", response=result.response)
             return
-        if response.status_code >= 300:
+        try:
+            prepared = await self._authorize(prepared, http_request)
+            response = await send(self.client, http_request, policy, timeout=timeout)
+        except ProviderError as exc:  # SendError, or an auth hook that failed
+            result.response = self._fail(prepared, exc.message, exc.kind, model, started)
+            yield StreamEvent("end", response=result.response)
+            return
+        status = response.status_code
+        if status >= 300 or not self._is_stream(response):
             try:
-                result.response = await self._error_response(response, model, started)
+                result.response = await self._not_a_stream(prepared, response, model, started)
             finally:
                 await response.aclose()
+            yield StreamEvent("end", response=result.response)
             return
-        state = StreamState(self.compiled.stream, self.spec.errors.kinds)
+        state = StreamState(self.compiled.stream, self.compiled.error_kinds, self.limits, prepared.secrets,
+                            response.headers if self.compiled.reads_headers else None)
         closed_early = True
         try:
             try:
-                async for chunk in response.aiter_bytes():
+                async for chunk in iter_body(response, self.limits.max_stream_bytes):
                     if state.ended:
                         continue  # read to the end of the body so the connection goes back to the pool
-                    for delta in state.feed(chunk):
-                        yield delta
+                    for event in state.feed(chunk):
+                        yield event
                     if state.error is not None:
                         break
                 else:
-                    for delta in state.close():
-                        yield delta
+                    for event in state.close():
+                        yield event
+            except (LimitExceeded, UnsupportedEncoding) as exc:
+                state.fail(str(exc), ErrorKind.INVALID_RESPONSE)
             except httpx.TimeoutException as exc:
                 state.fail(f"timed out mid-stream: {describe(exc)}", ErrorKind.TIMEOUT)
             except httpx.TransportError as exc:
@@ -261,21 +433,57 @@ class HTTPProvider(LLMProvider):
             await response.aclose()
             if closed_early and not state.finished:
                 state.fail("stream closed by the caller before its end", ErrorKind.CONNECTION)
-            result.response = self._stream_result(state, model, started, response.status_code)
+            result.response = self._stream_result(prepared, state, model, started, status,
+                                                  self._request_id(None, response.headers))
+        for event in closing_events(result.response):
+            yield event
 
-    def _stream_result(self, state: StreamState, model: str, started: float, status: int) -> CompletionResponse:
+    def _is_stream(self, response: httpx.Response) -> bool:
+        """Whether a 2xx answer to a stream request is a stream of the provider's format (no type: assume so)."""
+        content_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+        assert self.compiled.stream is not None
+        return not content_type or content_type in STREAM_TYPES[self.compiled.stream.format]
+
+    async def _not_a_stream(self, prepared: Prepared, response: httpx.Response, model: str,
+                            started: float) -> CompletionResponse:
+        """A stream request answered with an error status or a plain body: an error body is read as an error
+        whatever its status; anything else is ``invalid_response`` saying what came back."""
+        status = response.status_code
+        if status >= 300:
+            return await self._read_error(prepared, response, model, started)
+        failed = await self._read_error(prepared, response, model, started)
+        if failed.raw_response is not None and not isinstance(failed.raw_response, str) and \
+                error_details(self.compiled, failed.raw_response)[0]:
+            return failed  # a JSON error body on a 200
+        content_type = response.headers.get("content-type", "(none)")
+        assert self.compiled.stream is not None
+        expected = STREAM_TYPES[self.compiled.stream.format][0]
+        detail = (failed.error or "").removeprefix(f"HTTP {status}: ")
+        return self._fail(prepared, f"expected a stream ({expected}) but got {content_type}: {detail}",
+                          ErrorKind.INVALID_RESPONSE, model, started, status_code=status, raw=failed.raw_response)
+
+    def _stream_result(self, prepared: Prepared, state: StreamState, model: str, started: float,
+                       status: int, request_id: str | None = None) -> CompletionResponse:
         values = state.values
         if state.error is None and not state.ended:
-            state.fail("stream ended before its end marker (cut off)", ErrorKind.CONNECTION)
+            if state.bytes_seen == 0:
+                state.fail("the stream body was empty", ErrorKind.INVALID_RESPONSE)
+            elif not state.events:
+                state.fail(f"no events in the stream body: {body_snippet(state.head)!r}", ErrorKind.INVALID_RESPONSE)
+            else:
+                state.fail("stream ended before its end marker (cut off)", ErrorKind.CONNECTION)
         if state.error is not None:
-            return self._failure(scrub(state.error, self.prepared.api_key), state.error_kind, model=model,
-                                started=started, status_code=status, raw=state.events, content=state.content,
-                                values=values)
-        usage = unify_usage({name: values.get(name) for name in self._stream_usage}, self.spec.response)
+            message = values.get("error_message")
+            return self._fail(prepared, state.error, state.error_kind, model, started, status_code=status,
+                              raw=state.events, content=state.content, values=values,
+                              error_message=scrub(message, prepared.secrets) if isinstance(message, str) else None,
+                              error_code=short(values.get("error_type")), request_id=request_id)
+        warnings: list[str] = []
+        usage = unify_usage({name: values.get(name) for name in self._stream_usage}, self.spec.response, warnings)
         reported = values.get("model")
         return self._finish(content=state.content, reasoning="".join(state.reasoning) or None,
-                           model=reported if isinstance(reported, str) else None,
-                           requested=model, usage=usage, finish_reason=values.get("finish_reason"),
-                           billed=number(values.get("cost")),
-                           started=started, status_code=status, raw=state.events)
-
+                            model=reported if isinstance(reported, str) else None,
+                            requested=model, usage=usage, finish_reason=values.get("finish_reason"),
+                            billed=billed(values.get("cost"), warnings), warnings=warnings,
+                            started=started, status_code=status, raw=state.events,
+                            tool_calls=state.tool_calls(), thinking=state.thinking(), request_id=request_id)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._env import env
 from .errors import ProviderFileError, UnknownProviderError
-from .loader import ProviderSource, bundled_path, discover, locate, merged_data, resolve_chain
+from .loader import Discovery, ProviderSource, bundled_path, discover, locate, merged_data, resolve_chain
 
 if TYPE_CHECKING:
     import httpx
@@ -38,13 +38,14 @@ class Registry:
 
     def __init__(self, settings: Settings | None = None, *, folders: list[Path] | None = None,
                  found: dict[str, list[ProviderSource]] | None = None) -> None:
-        """``found``: provider files already read (as `loader.discover` returns them), instead of ``folders``."""
+        """``found``: provider files already read (by name, in precedence order), instead of ``folders``."""
         self._settings = settings
         self._folders = folders
-        self._found = found
+        self._discovery = Discovery(found=found) if found is not None else None
         self._specs: dict[str, ProviderSpec] = {}
         self._compiled: dict[str, CompiledProvider] = {}
         self._prices: PriceTable | None = None
+        self._owners: dict[str, set[str]] | None = None
 
     @property
     def settings(self) -> Settings:
@@ -59,16 +60,26 @@ class Registry:
         return self._folders
 
     @property
+    def discovery(self) -> Discovery:
+        """What the folders hold, broken files and overrides included."""
+        if self._discovery is None:
+            self._discovery = discover(self.folders)
+        return self._discovery
+
+    @property
     def found(self) -> dict[str, list[ProviderSource]]:
-        if self._found is None:
-            self._found = discover(self.folders)
-        return self._found
+        return self.discovery.found
 
     def names(self) -> list[str]:
-        """Every provider name, sorted."""
-        return sorted(self.found)
+        """Every provider name, sorted (providers whose file is broken included: using one raises its error)."""
+        return self.discovery.names()
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.discovery.found or name in self.discovery.broken
 
     def chain(self, name: str) -> list[ProviderSource]:
+        if name in self.discovery.broken:
+            raise self.discovery.broken[name]
         if name not in self.found:
             raise UnknownProviderError(
                 f"unknown provider {name!r}; known providers: {', '.join(self.names())}"
@@ -88,11 +99,46 @@ class Registry:
                 spec = ProviderSpec.model_validate(merged_data(chain))
             except ValidationError as exc:
                 raise _file_error(exc, chain) from None
-            for key_path, message in spec.problems():
+            for key_path, message in [*spec.problems(), *self._env_problems(spec, chain)]:
                 file, line = locate(chain, key_path)
                 raise ProviderFileError(message, file=file, key=".".join(map(str, key_path)), line=line)
             self._specs[name] = spec
         return self._specs[name]
+
+    def _key_owners(self) -> dict[str, set[str]]:
+        """Env variable -> the providers whose files name it as their key (``auth.env``)."""
+        if self._owners is None:
+            owners: dict[str, set[str]] = {}
+            for provider, layers in self.found.items():
+                auth = layers[-1].data.get("auth")
+                envs = auth.get("env") if isinstance(auth, dict) else None
+                for env in envs if isinstance(envs, list) else []:
+                    if isinstance(env, str):
+                        owners.setdefault(env, set()).add(provider)
+            self._owners = owners
+        return self._owners
+
+    def _env_problems(self, spec: ProviderSpec, chain: list[ProviderSource]) -> list[tuple[tuple[str | int, ...], str]]:
+        """The trust rules for the env variables a provider reads (SECURITY.md): never another provider's key;
+        from a file outside the bundled folder, never a cloud credential through ``config``."""
+        from .spec import env_name
+        from .trust import CREDENTIAL_ENV
+
+        bundled = bundled_path("providers.d").resolve()
+        user_file = chain[0].path.resolve().parent != bundled
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        owners = self._key_owners()
+        reads: list[tuple[tuple[str | int, ...], str]] = [(("auth", "env", i), e) for i, e in enumerate(spec.auth.env)]
+        reads += [(("config", key, "env", i), e) for key, var in spec.config.items() for i, e in enumerate(var.env)]
+        for key_path, variable in reads:
+            others = sorted(owners.get(variable, set()) - {spec.name})
+            if others:
+                problems.append((key_path, f"{variable} is the API key of provider {others[0]!r}; a provider file may "
+                                           f"not read another provider's key (use {env_name(spec.name, 'API_KEY')})"))
+            elif user_file and key_path[0] == "config" and CREDENTIAL_ENV.match(variable):
+                problems.append((key_path, f"{variable} holds cloud credentials; a provider file may not read it "
+                                           "through config (SECURITY.md)"))
+        return problems
 
     def compiled(self, name: str) -> CompiledProvider:
         """The provider with templates and JSONPath compiled (once)."""

@@ -11,17 +11,22 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from .compiled import CompiledProvider, Render
-from .errors import ConfigError, MissingAPIKeyError, TemplateRenderError
-from .spec import ProviderSpec, env_name
+from .errors import ConfigError, MissingAPIKeyError, TemplateRenderError, UnsupportedInput
+from .limits import DEFAULT, LimitExceeded, Limits
+from .shapes import write_messages, write_tools
+from .spec import SAMPLING_OPTIONS, ProviderSpec, env_name
+from .templates import limited
+from .trust import refused_address, register_secrets
 from .types import CompletionRequest, HTTPRequest
 
 if TYPE_CHECKING:
     from .settings import Settings
 
 _SCHEMA_NAME = re.compile(r"[^A-Za-z0-9_-]+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(slots=True)
@@ -36,6 +41,8 @@ class Prepared:
     api_key: str | None
     secret_headers: frozenset[str]
     secret_params: frozenset[str]
+    secrets: tuple[str, ...] = ()  # the key and secret config values, masked wherever they appear
+    limits: Limits = DEFAULT
 
     def __repr__(self) -> str:
         return f"Prepared(provider={self.compiled.name!r}, base_url={self.base_url!r})"
@@ -76,9 +83,10 @@ class Config(dict[str, str]):
     base URL is not demanded when the user overrides the base URL.
     """
 
-    def __init__(self, values: dict[str, str], missing: dict[str, str]) -> None:
+    def __init__(self, values: dict[str, str], missing: dict[str, str], secrets: tuple[str, ...] = ()) -> None:
         super().__init__(values)
         self.missing = missing
+        self.secrets = secrets
 
     def __missing__(self, key: str) -> str:
         if key in self.missing:
@@ -92,53 +100,80 @@ def resolve_config(compiled: CompiledProvider, settings: Settings) -> Config:
     given = settings.provider_config.get(spec.name, {})
     values: dict[str, str] = {}
     missing: dict[str, str] = {}
+    secrets: list[str] = []
     for key, var in spec.config.items():
         names = [env_name(spec.name, key), *var.env]
         value = given.get(key) or next((v for n in names if (v := settings.env(n))), None) or var.default
         if value is not None:
             values[key] = value
+            if var.secret and value:
+                secrets.append(value)
         elif var.required:
             missing[key] = (
                 f"provider {spec.name!r} needs config {key!r}"
                 + (f" ({var.description})" if var.description else "")
                 + f": set {' or '.join(names)}, or Settings(provider_config={{{spec.name!r}: {{{key!r}: ...}}}})"
             )
-    return Config(values, missing)
+    return Config(values, missing, tuple(secrets))
 
 
 def prepare(compiled: CompiledProvider, settings: Settings) -> Prepared:
-    """Resolve base URL, API key, auth and static headers once. A missing key raises here, before any call."""
+    """Resolve base URL, API key, auth and static headers once. A missing or unusable key raises here, before
+    any call, and so does a base URL the engine refuses (a link-local or metadata address)."""
     spec = compiled.spec
     config = resolve_config(compiled, settings)
-    api_key = settings.api_key(spec.name, spec.key_env) if spec.auth.type != "none" else None
-    if api_key is None and spec.auth.type != "none" and not spec.auth.optional:
+    takes_key = spec.auth.type not in ("none", "hook")
+    api_key = settings.api_key(spec.name, spec.key_env) if takes_key else None
+    if api_key is None and takes_key and not spec.auth.optional:
         raise MissingAPIKeyError(
             f"no API key for provider {spec.name!r}: set {' or '.join(spec.key_env)}"
             f" (or pass Settings(api_keys={{{spec.name!r}: ...}}))",
             provider=spec.name, env=tuple(spec.key_env),
         )
+    if api_key is not None and not api_key.isascii():
+        position = next(i for i, c in enumerate(api_key) if not c.isascii())
+        raise ConfigError(f"the API key of provider {spec.name!r} has a non-ASCII character at position "
+                          f"{position + 1} of {len(api_key)}; API keys are ASCII (check for a pasted quote or "
+                          f"space in {' or '.join(spec.key_env)})")
+    secrets = tuple(s for s in (api_key, *config.secrets) if s and len(s) >= 4)
     context = {"api_key": api_key or "", "config": config, "options": compiled.options}
     base_url = settings.base_urls.get(spec.name) or settings.env(env_name(spec.name, "BASE_URL"))
     if not base_url and compiled.base_url is not None:
         base_url = _render_text(compiled, compiled.base_url, context, "base_url")
+    base_url = (base_url or "").rstrip("/")
+    if not settings.allow_link_local:
+        reason = refused_address(urlsplit(base_url).hostname or "")
+        if reason is not None:
+            raise ConfigError(f"provider {spec.name!r}: base URL {base_url!r} refused: {reason} "
+                              "(set GENAI_ALLOW_LINK_LOCAL=true to allow)")
     # A header or query value that renders empty is left out: optional headers are a template away.
     headers = {k: v for k, r in compiled.headers.items() if (v := _render_text(compiled, r, context,
                                                                                  f"request.headers.{k}"))}
     headers.setdefault("content-type", "application/json")
     auth_params: dict[str, str] = {}
-    secret_headers: frozenset[str] = frozenset()
-    secret_params: frozenset[str] = frozenset()
     if api_key is not None and compiled.auth_value is not None:
         value = _render_text(compiled, compiled.auth_value, context, "auth.value")
         if spec.auth.type == "header":
             headers[spec.auth.header] = value
-            secret_headers = frozenset({spec.auth.header.lower()})
         else:
             assert spec.auth.query_param is not None
             auth_params[spec.auth.query_param] = value
-            secret_params = frozenset({spec.auth.query_param})
-    return Prepared(compiled, (base_url or "").rstrip("/"), headers, auth_params, config, api_key,
-                    secret_headers, secret_params)
+    for name, value in headers.items():
+        if not value.isascii():
+            raise ConfigError(f"provider {spec.name!r}: header {name!r} renders non-ASCII text, which HTTP "
+                              "headers cannot carry")
+    if spec.auth.type == "hook":
+        # The hook's credentials are fetched per call; a request that is shown has this placeholder instead.
+        headers[spec.auth.header] = "***"
+    # Any header or query value that carries a secret is redacted wherever the request is shown.
+    secret_headers = frozenset(k.lower() for k, v in headers.items() if any(s in v for s in secrets))
+    if spec.auth.type == "hook":
+        secret_headers |= {spec.auth.header.lower()}
+    secret_params = frozenset(k for k, v in auth_params.items() if any(s in v for s in secrets))
+    register_secrets(secrets)
+    limits = settings.limits
+    return Prepared(compiled, base_url, headers, auth_params, config, api_key, secret_headers, secret_params,
+                    secrets, DEFAULT if limits == DEFAULT else limits)
 
 
 def resolve_model(compiled: CompiledProvider, model: str | None) -> str:
@@ -148,6 +183,58 @@ def resolve_model(compiled: CompiledProvider, model: str | None) -> str:
     if not model:
         raise ConfigError(f"no model given and provider {spec.name!r} has no default_model")
     return spec.resolve_alias(model)
+
+
+def check_capabilities(compiled: CompiledProvider, model: str, request: CompletionRequest) -> None:
+    """Refuse, before anything is sent, a request with parts or options the model cannot take."""
+    caps = compiled.capabilities_for(model)
+    lacks: list[str] = []
+    if (request.tools or request.tool_choice is not None) and not caps.tools:
+        lacks.append("tools")
+    if request.parallel_tool_calls and not caps.parallel_tool_calls:
+        lacks.append("parallel tool calls")
+    if request.output_schema is not None and not caps.json_schema:
+        lacks.append("output_schema (JSON output)")
+    needs = _message_needs(request.messages)
+    if "tools" in needs and not caps.tools and "tools" not in lacks:
+        lacks.append("tool calls and results in the conversation")
+    for need, allowed in (("images", caps.images), ("image URLs", caps.image_urls),
+                          ("documents", caps.documents), ("document URLs", caps.document_urls)):
+        if need in needs and not allowed:
+            lacks.append(need)
+    for name in SAMPLING_OPTIONS:
+        if getattr(request, name) is not None and name not in caps.sampling:
+            lacks.append(name)
+    if lacks:
+        raise refusal(compiled, model, ", ".join(lacks), "its provider file's capabilities")
+
+
+def refusal(compiled: CompiledProvider, model: str, what: str, why: str) -> UnsupportedInput:
+    """The error for a request a model cannot take: what it lacks, and that nothing was sent."""
+    error = UnsupportedInput(what)
+    error.args = (f"{compiled.name}/{model} does not take {what} ({why}); nothing was sent",)
+    return error
+
+
+def _message_needs(messages: list[dict[str, Any]]) -> set[str]:
+    needs: set[str] = set()
+    for message in messages:
+        if message.get("role") == "tool" or message.get("tool_calls"):
+            needs.add("tools")
+        content = message.get("content")
+        if isinstance(content, list):
+            for part in content:
+                if isinstance(part, Mapping):
+                    kind = part.get("type")
+                    if kind == "image_url":
+                        image = part.get("image_url")
+                        url = image.get("url") if isinstance(image, Mapping) else image
+                        needs.add("images" if isinstance(url, str) and url.startswith("data:") else "image URLs")
+                    elif kind == "file":
+                        file = part.get("file")
+                        has_data = isinstance(file, Mapping) and file.get("file_data") is not None
+                        needs.add("documents" if has_data else "document URLs")
+    return needs
 
 
 def schema_name(schema: Mapping[str, Any] | None) -> str:
@@ -161,9 +248,26 @@ def render(prepared: Prepared, request: CompletionRequest, stream: bool | None =
     compiled = prepared.compiled
     stream = request.stream if stream is None else stream
     model = resolve_model(compiled, request.model)
+    check_capabilities(compiled, model, request)
+    try:
+        written = write_messages(compiled.messages, request.messages)
+        tools, tool_choice = write_tools(compiled.tools, request.tools, request.tool_choice,
+                                         request.parallel_tool_calls)
+    except UnsupportedInput as exc:
+        raise refusal(compiled, model, exc.what, "its provider file has no shape for it") from None
     context = {
         "model": model,
-        "messages": request.messages,
+        "messages": written.messages,
+        "system": written.system,
+        "tools": tools,
+        "tool_choice": tool_choice,
+        "parallel_tool_calls": request.parallel_tool_calls,
+        "stop": request.stop,
+        "top_p": request.top_p,
+        "seed": request.seed,
+        "presence_penalty": request.presence_penalty,
+        "frequency_penalty": request.frequency_penalty,
+        "user": request.user,
         "temperature": request.temperature,
         "temperature_set": "temperature" in request.model_fields_set,
         "max_tokens": request.max_tokens,
@@ -174,13 +278,26 @@ def render(prepared: Prepared, request: CompletionRequest, stream: bool | None =
         "request": request,
         "options": compiled.options_for(model),
         "config": prepared.config,
+        "chat_templates": compiled.chat_templates,
     }
+    if prepared.limits is not DEFAULT:
+        with limited(prepared.limits):
+            return _render(prepared, context, stream)
+    return _render(prepared, context, stream)
+
+
+def _render(prepared: Prepared, context: dict[str, Any], stream: bool) -> HTTPRequest:
+    compiled = prepared.compiled
     path_template = compiled.stream_path if stream and compiled.stream_path is not None else compiled.path
     assert path_template is not None
     path = _render_text(compiled, path_template, context, "request.path")
     url = prepared.base_url + path
     queries = {**compiled.query, **compiled.stream_query} if stream else compiled.query
     params = {k: v for k, r in queries.items() if (v := _render_text(compiled, r, context, f"request.query.{k}"))}
+    secret_params = prepared.secret_params
+    if params and prepared.secrets:
+        carrying = {k for k, v in params.items() if any(s in v for s in prepared.secrets)}
+        secret_params = secret_params | carrying if carrying else secret_params
     params.update(prepared.auth_params)
     if params:
         url += ("&" if "?" in url else "?") + urlencode(params)
@@ -196,9 +313,15 @@ def render(prepared: Prepared, request: CompletionRequest, stream: bool | None =
             except ValueError as exc:
                 raise render_error(compiled, "request.body", TemplateRenderError(
                     f"rendered invalid JSON ({exc}): {text[:200]!r}")) from exc
-        content = text.encode()
+        try:
+            content = text.encode()
+        except UnicodeEncodeError:  # lone surrogates: send them as the JSON escapes they decode from
+            content = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode()
+        if len(content) > prepared.limits.max_request_bytes:
+            raise render_error(compiled, "request.body", LimitExceeded(
+                "max_request_bytes", prepared.limits.max_request_bytes, f"the request body ({len(content):,} bytes)"))
     return HTTPRequest(compiled.spec.request.method if compiled.spec.request else "POST", url,
-                       dict(prepared.headers), content, prepared.secret_headers, prepared.secret_params)
+                       dict(prepared.headers), content, prepared.secret_headers, secret_params)
 
 
 def with_placeholders(spec: ProviderSpec, settings: Settings, *, key: str = "placeholder-key",

@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .limits import DEFAULT, NAMES, Limits
+
 
 class Settings(BaseSettings):
     """Where providers and prices come from, and how calls behave."""
@@ -42,6 +44,30 @@ class Settings(BaseSettings):
     provider_config: dict[str, dict[str, str]] = Field(
         default_factory=dict, description="Provider config values by provider name (see a file's 'config')."
     )
+    allow_link_local: bool = Field(
+        default=False, description="Allow calls to link-local and cloud metadata addresses (169.254.0.0/16, "
+                                   "fe80::/10, metadata.google.internal); refused by default.",
+    )
+    # Limits (engine.limits): past one, a call fails with invalid_response naming it.
+    max_response_bytes: int = Field(default=DEFAULT.max_response_bytes, gt=0,
+                                    description="Most bytes of a non-streamed body, after decompression.")
+    max_stream_bytes: int = Field(default=DEFAULT.max_stream_bytes, gt=0,
+                                  description="Most bytes of a streamed body, after decompression.")
+    max_event_bytes: int = Field(default=DEFAULT.max_event_bytes, gt=0,
+                                 description="Most bytes of one SSE event or NDJSON line.")
+    max_json_depth: int = Field(default=DEFAULT.max_json_depth, gt=0, description="Deepest JSON nesting read.")
+    max_file_bytes: int = Field(default=DEFAULT.max_file_bytes, gt=0,
+                                description="Most bytes of a provider or pricing file.")
+    max_request_bytes: int = Field(default=DEFAULT.max_request_bytes, gt=0,
+                                   description="Most bytes of a rendered request body.")
+    template_max_string: int = Field(default=DEFAULT.template_max_string, gt=0,
+                                     description="Longest string or sequence a template builds by repetition.")
+    template_max_range: int = Field(default=DEFAULT.template_max_range, gt=0,
+                                    description="Longest range() in a template.")
+    template_max_power: int = Field(default=DEFAULT.template_max_power, gt=0,
+                                    description="Most bits of a ** result in a template.")
+    template_max_format_width: int = Field(default=DEFAULT.template_max_format_width, gt=0,
+                                           description="Widest width or precision in a template's format spec.")
 
     @field_validator("http_transport", mode="before")
     @classmethod
@@ -54,6 +80,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [p for p in value.split(os.pathsep) if p]
         return value
+
+    @property
+    def limits(self) -> Limits:
+        """The limits these settings set (see `engine.limits`)."""
+        return Limits(**{name: getattr(self, name) for name in NAMES})
 
     def env(self, name: str) -> str | None:
         """An env variable, from the process environment or else the ``.env`` file."""

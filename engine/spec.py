@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import re
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -23,6 +24,29 @@ NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+SamplingOption = Literal["stop", "top_p", "seed", "presence_penalty", "frequency_penalty", "user"]
+SAMPLING_OPTIONS: tuple[str, ...] = ("stop", "top_p", "seed", "presence_penalty", "frequency_penalty", "user")
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "other"]
+
+
+class Capabilities(_Strict):
+    """What a model can take. A request with more fails before anything is sent (`invalid_request`)."""
+
+    tools: bool | None = Field(default=None, description="Function tools and tool results.")
+    parallel_tool_calls: bool | None = Field(
+        default=None, description="Several tool calls in one reply, and the `parallel_tool_calls` switch.",
+    )
+    images: bool | None = Field(default=None, description="Image parts given as data (a `data:` URL).")
+    image_urls: bool | None = Field(default=None, description="Image parts given by https URL (default: as `images`).")
+    documents: bool | None = Field(default=None, description="Document (PDF) file parts given as data.")
+    document_urls: bool | None = Field(default=None, description="Document parts given by URL (default: no).")
+    json_schema: bool | None = Field(default=None, description="`output_schema` (JSON output).")
+    sampling: list[SamplingOption] | None = Field(
+        default=None, description="The common sampling options the API takes: stop, top_p, seed, presence_penalty, "
+                                  "frequency_penalty, user.",
+    )
 
 
 class ModelInfo(_Strict):
@@ -40,6 +64,10 @@ class ModelInfo(_Strict):
     options: dict[str, Any] = Field(
         default={}, description="Values of declared `options` for this model only (name to value), over their "
                                 "defaults.",
+    )
+    capabilities: Capabilities = Field(
+        default=Capabilities(), description="What this model can take, where it differs from the provider's "
+                                            "`capabilities`.",
     )
 
 
@@ -90,16 +118,30 @@ class ConfigVar(_Strict):
     env: list[str] = Field(default=[], description="Env variables read for the value, after `GENAI_<PROVIDER>_<KEY>`.")
     default: str | None = Field(default=None, description="The value used when none is set.")
     required: bool = Field(default=False, description="Fail before any call when no value is set.")
+    secret: bool = Field(
+        default=False, description="The value is a credential: redacted wherever it appears (requests shown by "
+                                   "`genai render`, errors, logs, raw responses), like the API key.",
+    )
 
 
 class AuthSpec(_Strict):
-    """How the API key is sent: in a header, a query parameter, or not at all."""
+    """How the API key is sent: in a header, a query parameter, by a Python hook, or not at all."""
 
-    type: Literal["header", "query", "none"] = Field(
+    type: Literal["header", "query", "hook", "none"] = Field(
         default="header",
-        description="`header`: the key goes in a header; `query`: in a query parameter; `none`: no key.",
+        description="`header`: the key goes in a header; `query`: in a query parameter; `hook`: a Python hook "
+                    "gives the headers (or query values) of each request, such as an OAuth2 access token it "
+                    "refreshes; `none`: no key.",
     )
-    header: str = Field(default="Authorization", description="The header that carries the key (type `header`).")
+    hook: Annotated[str | None, Field(
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="`module:Class` of the auth hook (type `hook`), imported when the provider is first used; see "
+                    "docs/python-backends.md. It reads its settings from the file's `config`.",
+    )] = None
+    header: str = Field(
+        default="Authorization", description="The header that carries the key (type `header`); for a hook, the "
+                                             "header it sets, shown as `***` where requests are shown.",
+    )
     value: str = Field(
         default="Bearer {{ api_key }}",
         description="Text template of the header or query value; `{{ api_key }}` is the key.",
@@ -119,7 +161,77 @@ class AuthSpec(_Strict):
     def _query_needs_param(self) -> AuthSpec:
         if self.type == "query" and not self.query_param:
             raise ValueError("auth.type 'query' needs auth.query_param (e.g. 'key')")
+        if self.type == "hook" and not self.hook:
+            raise ValueError("auth.type 'hook' needs auth.hook ('module:Class')")
         return self
+
+
+PartKind = Literal["text", "image", "image_url", "document", "document_url", "tool_call", "tool_result", "reasoning",
+                   "redacted_reasoning"]
+
+
+class MessagesSpec(_Strict):
+    """How the unified (OpenAI-shaped) messages become the API's: the body template gets them as `messages`.
+
+    Without `message` they keep OpenAI's shape. A *shape* is YAML whose `$name` strings are filled in; a key
+    that comes out null is left out. A part whose kind has no shape under `parts` is refused before sending.
+    """
+
+    system: Literal["keep", "separate"] = Field(
+        default="keep", description="`separate`: system and developer messages leave the list and their text is "
+                                    "the template variable `system`; `keep`: they stay.",
+    )
+    roles: dict[str, str] = Field(default={}, description="Role renames, such as `{assistant: model, tool: user}`.")
+    tool_results: Literal["separate", "merge"] = Field(
+        default="separate", description="`merge`: consecutive tool results become one message (Anthropic, Gemini).",
+    )
+    merge_roles: bool = Field(
+        default=False, description="Consecutive messages of one (renamed) role become one, their parts joined.",
+    )
+    calls: Literal["field", "parts"] = Field(
+        default="field", description="Where an assistant's tool calls go: the message's `$tool_calls`, or among "
+                                     "its `$parts`.",
+    )
+    message: Any = Field(
+        default=None, description="The shape of one message. Variables: `$role`, `$content` (the text when the "
+                                  "message is plain text, else `$parts`), `$parts`, `$text`, `$tool_calls`, "
+                                  "`$tool_call_id`, `$name` (of the call a tool result answers), `$images` "
+                                  "(their base64 data), `$message` (the unified message).",
+    )
+    role_message: dict[str, Any] = Field(
+        default={}, description="A message shape for one unified role (`tool`, `assistant`, ...), instead of "
+                                "`message`.",
+    )
+    parts: dict[PartKind, Any] = Field(
+        default={}, description="The shape of each kind of part. `text`: `$text`. `image` (data) and `image_url`: "
+                                "`$data` (base64), `$url`, `$media_type`, `$format` (`png`), `$detail`. "
+                                "`document`, `document_url`: the same plus `$filename`, `$name`. `tool_call`: "
+                                "`$id`, `$name`, `$arguments` (JSON text), `$args` (its object), `$signature`. "
+                                "`tool_result`: `$id`, `$name`, `$content` (text), `$value` (parsed when JSON), "
+                                "`$object` (`$value`, or `{output: $value}`), `$is_error`. `reasoning`: `$text`, "
+                                "`$signature`; `redacted_reasoning`: `$redacted`. Images and documents given as "
+                                "data also have `$data_url`.",
+    )
+    call_id_length: int | None = Field(
+        default=None, gt=0, description="The API takes tool call ids of exactly this many letters and digits: "
+                                        "other ids are mapped to such ids, the same way for a call and its result.",
+    )
+
+
+class ToolsSpec(_Strict):
+    """How the unified tools and `tool_choice` become the API's: the body template gets `tools`, `tool_choice`.
+
+    Without it they pass in OpenAI's shape.
+    """
+
+    tool: Any = Field(description="The shape of one tool: `$name`, `$description`, `$parameters` (its JSON "
+                                  "Schema), `$strict`, `$function`.")
+    choice: dict[Literal["auto", "none", "required", "named"], Any] = Field(
+        default={}, description="The shape of each kind of `tool_choice`; `$name` is the named tool, `$no_parallel` "
+                                "is true when the caller set `parallel_tool_calls: false`. Without an `auto` shape "
+                                "nothing is sent for auto; without a `none` shape the tools are left out; any other "
+                                "kind without a shape is refused.",
+    )
 
 
 class RequestSpec(_Strict):
@@ -138,6 +250,44 @@ class RequestSpec(_Strict):
     body: str | None = Field(
         default=None, description="Jinja template of the JSON body; every value must go through `| tojson`.",
     )
+    messages: MessagesSpec | None = Field(
+        default=None, description="How unified messages are written in this API's shape (else OpenAI's).",
+    )
+    tools: ToolsSpec | None = Field(
+        default=None, description="How unified tools and `tool_choice` are written (else OpenAI's shape).",
+    )
+
+
+class ItemsSpec(_Strict):
+    """Items found in a body or event: `each` selects them, the other paths are read inside each one."""
+
+    each: PathSpec | None = Field(
+        default=None, description="Path of the items (every match is one); without it, the event itself is one.",
+    )
+    index: PathSpec | None = Field(
+        default=None, description="Path of the item's index: items with one index are pieces of one item.",
+    )
+
+
+class ToolCallSpec(ItemsSpec):
+    """Where tool calls are: each item is one call (or, in a stream, a piece of one)."""
+
+    id: PathSpec | None = Field(default=None, description="Path of the call's id (one is made when absent).")
+    name: PathSpec | None = Field(default=None, description="Path of the function name.")
+    arguments: PathSpec | None = Field(
+        default=None, description="Path of the arguments: JSON text (in a stream, a piece to append) or an object.",
+    )
+    signature: PathSpec | None = Field(
+        default=None, description="Path of opaque data the API needs back with the call on the next turn.",
+    )
+
+
+class ThinkingSpec(ItemsSpec):
+    """Where reasoning blocks the API needs replayed are (text with a signature, or redacted data)."""
+
+    text: PathSpec | None = Field(default=None, description="Path of the block's reasoning text.")
+    signature: PathSpec | None = Field(default=None, description="Path of the block's signature.")
+    redacted: PathSpec | None = Field(default=None, description="Path of a redacted block's opaque data.")
 
 
 class _ReplyFields(_Strict):
@@ -167,6 +317,10 @@ class ResponseSpec(_ReplyFields):
     reasoning: PathSpec | None = Field(
         default=None, description="Path of the model's reasoning text, when the API returns it.",
     )
+    tool_calls: ToolCallSpec | None = Field(default=None, description="Where the tool calls of a reply are.")
+    thinking: ThinkingSpec | None = Field(
+        default=None, description="Where reasoning blocks are that must be sent back on the next turn.",
+    )
     input_includes_cached: bool = Field(
         default=True, description="Whether the API's input count already includes cached and cache-write tokens.",
     )
@@ -179,13 +333,44 @@ class ResponseSpec(_ReplyFields):
     )
 
 
+class Condition(_Strict):
+    """A test on a body or event: the value at `path` (or its presence) compared. Without a comparison it
+    holds when the value is truthy."""
+
+    path: PathSpec = Field(description="Path of the value tested (a JSONPath, or `header:<name>`).")
+    equals: Any = Field(default=None, description="Holds when the value equals this (`10000` and `\"10000\"` "
+                                                  "are equal).")
+    not_equals: Any = Field(default=None, description="Holds when the value differs from this.")
+    present: bool | None = Field(default=None, description="`true`: holds when the path finds anything, even "
+                                                           "null or an empty string; `false`: when it finds nothing.")
+    truthy: bool | None = Field(default=None, description="`true`: holds when the value is truthy; `false`: when "
+                                                          "it is missing or falsy.")
+
+    @model_validator(mode="after")
+    def _one_test(self) -> Condition:
+        tests = [name for name in ("equals", "not_equals", "present", "truthy") if name in self.model_fields_set]
+        if len(tests) > 1:
+            raise ValueError(f"a condition takes one test, got {', '.join(tests)}")
+        return self
+
+
 class ErrorSpec(_Strict):
     """Where the message and type are found in an error body, and how types map to kinds."""
 
     message: PathSpec | None = Field(default=None, description="Path of the error message in an error body.")
     type: PathSpec | None = Field(default=None, description="Path of the error type or code in an error body.")
-    kinds: dict[str, ErrorKind] = Field(
-        default={}, description="Error type or code to error kind; unlisted types fall back to the HTTP status.",
+    request_id: PathSpec | None = Field(
+        default=None, description="Path of the provider's request id (often a header: `header:x-request-id`), "
+                                  "kept on every response, failed or not.",
+    )
+    when: list[Condition] = Field(
+        default=[], description="Conditions on a 2xx body that mark the reply failed (an envelope such as "
+                                "`{success: false}`); any one that holds fails it, with its kind from `type`. A 2xx "
+                                "body with no content at `response.content` but an error `message` fails too.",
+    )
+    kinds: dict[str | int, ErrorKind] = Field(
+        default={}, description="Error type or code to error kind; unlisted types fall back to the HTTP status. "
+                                "Keys match the type as text, so `10000` and `\"10000\"` are one key.",
     )
     status_kinds: dict[int, ErrorKind] = Field(
         default={}, description="HTTP status to error kind, for statuses the API uses its own way (e.g. 498).",
@@ -211,10 +396,21 @@ class StreamRule(_ReplyFields):
     error_type: PathSpec | None = Field(
         default=None, description="Path of the error type, mapped through `errors.kinds`.",
     )
+    tool_call: ToolCallSpec | None = Field(
+        default=None, description="Tool calls, or pieces of them, this event carries (pieces join by `index`).",
+    )
+    thinking: ThinkingSpec | None = Field(
+        default=None, description="Pieces of reasoning blocks to replay (text and signature, joined by `index`).",
+    )
+    when: Condition | None = Field(
+        default=None, description="The event's text, reasoning, tool call and thinking pieces count only when this "
+                                  "holds (special tokens, a flag); usage, errors and `end` are read regardless.",
+    )
     error: bool = Field(default=False, description="Every event of this kind is an error.")
-    end: bool | str = Field(
+    end: bool | str | Condition = Field(
         default=False,
-        description="`true`: this event ends the stream; a path: the event ends it when the value there is truthy.",
+        description="`true`: this event ends the stream; a path: the event ends it when the value there is truthy; "
+                    "a condition (e.g. `{path: $.final, present: true}`): when it holds.",
     )
 
 
@@ -305,6 +501,20 @@ class ProviderSpec(_Strict):
         default={}, description="Knobs the templates read as `options.<name>`, declared with type, default and "
                                 "description; models and files that extend this one set them.",
     )
+    capabilities: Capabilities = Field(
+        default=Capabilities(), description="What the provider's models can take, unless a model says otherwise "
+                                            "(unlisted models get these). Unset: no tools, images or documents; "
+                                            "JSON output and every sampling option.",
+    )
+    chat_templates: dict[str, str] = Field(
+        default={}, description="Chat templates of your own for prompt-string APIs, used with "
+                                "`messages | chat_template(\"<name>\")`: Jinja text given `messages` (OpenAI-shaped) "
+                                "and `add_generation_prompt`; values are inserted as they are.",
+    )
+    finish_reasons: dict[str, FinishReason] = Field(
+        default={}, description="The API's finish reasons to the unified ones (stop, length, tool_calls, "
+                                "content_filter, other). OpenAI's own words need no entry; others map to `other`.",
+    )
     request: RequestSpec | None = Field(default=None, description="The HTTP request a call sends.")
     response: ResponseSpec | None = Field(default=None, description="Where the unified fields are in a response body.")
     errors: ErrorSpec = Field(default=ErrorSpec(), description="How error bodies are read.")
@@ -355,6 +565,15 @@ class ProviderSpec(_Strict):
                     found.append((where, problem))
         return found
 
+    def capabilities_for(self, model: str) -> ResolvedCapabilities:
+        """What a model can take: its own capabilities over the provider's, over the defaults."""
+        own = next((m.capabilities for m in self.models if m.id == model), None)
+        merged = {**_DEFAULT_CAPABILITIES, **self.capabilities.model_dump(exclude_none=True),
+                  **(own.model_dump(exclude_none=True) if own is not None else {})}
+        if merged["image_urls"] is None:
+            merged["image_urls"] = merged["images"]
+        return ResolvedCapabilities(**merged)
+
     def resolve_alias(self, model: str) -> str:
         """The canonical model id for an alias (or the id itself)."""
         for info in self.models:
@@ -366,6 +585,23 @@ class ProviderSpec(_Strict):
     def key_env(self) -> list[str]:
         """Env variables that may hold the API key, in lookup order."""
         return [env_name(self.name, "API_KEY"), *self.auth.env]
+
+
+_DEFAULT_CAPABILITIES: dict[str, Any] = {
+    "tools": False, "parallel_tool_calls": False, "images": False, "image_urls": None, "documents": False,
+    "document_urls": False, "json_schema": True, "sampling": list(SAMPLING_OPTIONS)}
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedCapabilities:
+    tools: bool
+    parallel_tool_calls: bool
+    images: bool
+    image_urls: bool
+    documents: bool
+    document_urls: bool
+    json_schema: bool
+    sampling: list[str]
 
 
 def env_name(provider: str, key: str) -> str:

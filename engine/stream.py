@@ -7,32 +7,70 @@ per-event rules and remembers everything the final response needs.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from .compiled import CompiledRule, CompiledStream
 from .errors import ErrorKind
+from .jsonpath import reading_headers
+from .limits import DEFAULT, LimitExceeded, Limits, parse_json
+from .types import StreamEvent, ToolCall
 
 Event = tuple[str | None, bytes]
+
+
+class _Lines:
+    """Splits bytes into lines in linear time (a long line is joined once), refusing a line past ``limit``."""
+
+    __slots__ = ("_limit", "_parts", "_size")
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        if b"\n" not in chunk:
+            if chunk:
+                self._parts.append(chunk)
+                self._size += len(chunk)
+                if self._size > self._limit:
+                    raise LimitExceeded("max_event_bytes", self._limit, "a stream line")
+            return []
+        lines = chunk.split(b"\n")
+        if self._parts:
+            self._parts.append(lines[0])
+            lines[0] = b"".join(self._parts)
+            self._parts, self._size = [], 0
+        tail = lines.pop()
+        if tail:
+            self._parts, self._size = [tail], len(tail)
+        if len(lines[0]) > self._limit or (len(chunk) > self._limit and max(map(len, lines)) > self._limit) or \
+                self._size > self._limit:
+            raise LimitExceeded("max_event_bytes", self._limit, "a stream line")
+        return lines
+
+    def close(self) -> bytes:
+        rest = b"".join(self._parts)
+        self._parts, self._size = [], 0
+        return rest
 
 
 class SSEDecoder:
     """Server-sent events: yields ``(event name or None, data)`` per dispatched event."""
 
-    __slots__ = ("_buffer", "_data", "_event")
+    __slots__ = ("_data", "_event", "_limit", "_lines", "_size")
 
-    def __init__(self) -> None:
-        self._buffer = b""
+    def __init__(self, limit: int = DEFAULT.max_event_bytes) -> None:
+        self._lines = _Lines(limit)
+        self._limit = limit
         self._event: str | None = None
         self._data: list[bytes] = []
+        self._size = 0
 
     def feed(self, chunk: bytes) -> list[Event]:
-        buffer = self._buffer + chunk if self._buffer else chunk
-        lines = buffer.split(b"\n")
-        self._buffer = lines.pop()
         events: list[Event] = []
-        for line in lines:
+        for line in self._lines.feed(chunk):
             self._split_line(line, events)
         return events
 
@@ -49,7 +87,7 @@ class SSEDecoder:
         if not line:
             if self._data:
                 events.append((self._event, b"\n".join(self._data)))
-            self._event, self._data = None, []
+            self._event, self._data, self._size = None, [], 0
             return
         if line[0] == 58:  # b":" — a comment / keep-alive
             return
@@ -57,6 +95,9 @@ class SSEDecoder:
         if value[:1] == b" ":
             value = value[1:]
         if name == b"data":
+            self._size += len(value)
+            if self._size > self._limit:
+                raise LimitExceeded("max_event_bytes", self._limit, "a stream event")
             self._data.append(value)
         elif name == b"event":
             self._event = value.decode("utf-8", "replace")
@@ -64,9 +105,9 @@ class SSEDecoder:
     def close(self) -> list[Event]:
         """Events still buffered at the end of the body (a last event without its blank line)."""
         events: list[Event] = []
-        if self._buffer:
-            self._split_line(self._buffer, events)
-            self._buffer = b""
+        rest = self._lines.close()
+        if rest:
+            self._split_line(rest, events)
         self._line(b"", events)
         return events
 
@@ -74,33 +115,41 @@ class SSEDecoder:
 class NDJSONDecoder:
     """Newline-delimited JSON: one event per non-empty line."""
 
-    __slots__ = ("_buffer",)
+    __slots__ = ("_lines",)
 
-    def __init__(self) -> None:
-        self._buffer = b""
+    def __init__(self, limit: int = DEFAULT.max_event_bytes) -> None:
+        self._lines = _Lines(limit)
 
     def feed(self, chunk: bytes) -> list[Event]:
-        buffer = self._buffer + chunk if self._buffer else chunk
-        lines = buffer.split(b"\n")
-        self._buffer = lines.pop()
-        return [(None, line) for line in lines if line.strip()]
+        return [(None, line) for line in self._lines.feed(chunk) if line.strip()]
 
     def close(self) -> list[Event]:
-        line, self._buffer = self._buffer, b""
+        line = self._lines.close()
         return [(None, line)] if line.strip() else []
 
 
 class StreamState:
-    """Everything learnt from a stream so far: text, usage, finish reason, end and errors."""
+    """Everything learnt from a stream so far: text, usage, finish reason, end and errors.
 
-    __slots__ = ("_decoder", "_done", "ended", "error", "error_kind", "events", "kinds", "parts", "reasoning", "spec",
-                 "values")
+    Nothing a server sends raises: a bad event, one past a limit or too deeply nested fails the
+    stream with ``invalid_response``. ``secret`` (the API key, or a tuple of secrets) is masked in any event
+    that echoes it.
+    """
 
-    def __init__(self, spec: CompiledStream, kinds: Mapping[str, ErrorKind] | None = None) -> None:
+    __slots__ = ("_decoder", "_done", "_headers", "_limits", "_secrets", "bytes_seen", "calls", "ended", "error",
+                 "error_kind", "events", "head", "kinds", "parts", "reasoning", "spec", "thoughts", "values")
+
+    def __init__(self, spec: CompiledStream, kinds: Mapping[str, ErrorKind] | None = None,
+                 limits: Limits = DEFAULT, secret: str | tuple[str, ...] | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
         self.spec = spec
         self.kinds = kinds or {}
+        self._limits = limits
+        secrets = (secret,) if isinstance(secret, str) else secret or ()
+        self._secrets = tuple(s.encode() for s in secrets if len(s) >= 4)
         self._done = spec.done.encode() if spec.done is not None else None
-        self._decoder: SSEDecoder | NDJSONDecoder = SSEDecoder() if spec.format == "sse" else NDJSONDecoder()
+        self._decoder: SSEDecoder | NDJSONDecoder = (
+            SSEDecoder(limits.max_event_bytes) if spec.format == "sse" else NDJSONDecoder(limits.max_event_bytes))
         self.parts: list[str] = []
         self.reasoning: list[str] = []
         self.values: dict[str, Any] = {}
@@ -108,6 +157,11 @@ class StreamState:
         self.ended = False
         self.error: str | None = None
         self.error_kind: ErrorKind | None = None
+        self.bytes_seen = 0
+        self.head = b""  # the first bytes of the body, to show when it holds no events
+        self.calls = ToolCallAssembler()  # tool calls being assembled, by the API's index (or arrival)
+        self._headers = headers  # for header: paths (given only when the provider file has some)
+        self.thoughts: dict[Any, dict[str, Any]] = {}  # reasoning blocks to replay, by index
 
     @property
     def finished(self) -> bool:
@@ -117,13 +171,30 @@ class StreamState:
     def content(self) -> str:
         return "".join(self.parts)
 
-    def feed(self, chunk: bytes) -> list[str]:
-        """Decode a chunk of the body; returns the text deltas it completes."""
-        return self._apply(self._decoder.feed(chunk))
+    def feed(self, chunk: bytes) -> list[StreamEvent]:
+        """Decode a chunk of the body; returns the events it completes (text deltas, tool calls forming, ...)."""
+        if len(self.head) < 200:
+            self.head += chunk[:200 - len(self.head)]
+        self.bytes_seen += len(chunk)
+        try:
+            if self._headers is not None:
+                with reading_headers(self._headers):
+                    return self._apply(self._decoder.feed(chunk))
+            return self._apply(self._decoder.feed(chunk))
+        except LimitExceeded as exc:
+            self.fail(str(exc), ErrorKind.INVALID_RESPONSE)
+            return []
 
-    def close(self) -> list[str]:
+    def close(self) -> list[StreamEvent]:
         """The body has ended: handle what is still buffered."""
-        return self._apply(self._decoder.close())
+        try:
+            if self._headers is not None:
+                with reading_headers(self._headers):
+                    return self._apply(self._decoder.close())
+            return self._apply(self._decoder.close())
+        except LimitExceeded as exc:
+            self.fail(str(exc), ErrorKind.INVALID_RESPONSE)
+            return []
 
     def fail(self, message: str, kind: ErrorKind) -> None:
         if self.error is None:
@@ -135,20 +206,51 @@ class StreamState:
             return spec.events[name]
         if spec.event_type is not None and spec.events:
             kind = spec.event_type.value(payload)
-            if kind is not None and kind in spec.events:
+            if isinstance(kind, str) and kind in spec.events:
                 return spec.events[kind]
         return spec.chunk
 
-    def _apply(self, events: list[Event]) -> list[str]:
-        deltas: list[str] = []
+    def tool_calls(self) -> list[ToolCall]:
+        """The tool calls assembled so far, in the order they started."""
+        return self.calls.calls()
+
+    def thinking(self) -> list[dict[str, Any]]:
+        blocks = []
+        for block in self.thoughts.values():
+            out = {"text": "".join(block["text"])} if block["text"] else {}
+            for key in ("signature", "redacted"):
+                if block.get(key) is not None:
+                    out[key] = block[key]
+            if "text" in out or "redacted" in out:
+                blocks.append(out)
+        return blocks
+
+    def _thinking(self, items: list[tuple[Any, dict[str, Any]]]) -> None:
+        for index, values in items:
+            key = index if isinstance(index, int | str) else ("#", len(self.thoughts))
+            block = self.thoughts.setdefault(key, {"text": []})
+            if isinstance(values.get("text"), str):
+                block["text"].append(values["text"])
+            for name in ("signature", "redacted"):
+                if name in values:
+                    block[name] = _as_text(values[name])
+
+    def _apply(self, events: list[Event]) -> list[StreamEvent]:
+        deltas: list[StreamEvent] = []
         for name, data in events:
             if self.finished:
                 break
             if self._done is not None and data.strip() == self._done:
                 self.ended = True
                 break
+            for secret in self._secrets:
+                if secret in data:
+                    data = data.replace(secret, b"***")
             try:
-                payload = json.loads(data)
+                payload = parse_json(data, self._limits)
+            except LimitExceeded as exc:
+                self.fail(f"stream event: {exc}", ErrorKind.INVALID_RESPONSE)
+                break
             except ValueError:
                 self.fail(f"stream event is not valid JSON: {data[:200].decode('utf-8', 'replace')!r}",
                           ErrorKind.INVALID_RESPONSE)
@@ -164,21 +266,114 @@ class StreamState:
                     value = extractor.value(payload)
                     if value is not None:
                         self.values[field] = value
-            if rule.delta is not None:
+            counts = rule.when is None or rule.when.holds(payload)
+            if counts and rule.delta is not None:
                 delta = rule.delta.strings(payload)
                 if delta:
                     self.parts.append(delta)
-                    deltas.append(delta)
-            if rule.reasoning_delta is not None:
+                    deltas.append(StreamEvent("text", delta))
+            if counts and rule.reasoning_delta is not None:
                 thought = rule.reasoning_delta.strings(payload)
                 if thought:
                     self.reasoning.append(thought)
+                    deltas.append(StreamEvent("reasoning", thought))
+            if counts and rule.tool_call is not None:
+                self.calls.feed(rule.tool_call.items(payload), deltas)
+            if counts and rule.thinking is not None:
+                self._thinking(rule.thinking.items(payload))
             if rule.error or "error_message" in self.values:
-                message = self.values.get("error_message") or json.dumps(payload)[:200]
+                message = self.values.get("error_message")
+                if not isinstance(message, str) or not message:
+                    message = _short_json(payload)
                 error_type = self.values.get("error_type")
-                self.fail(f"error in stream: {message}" + (f" ({error_type})" if error_type else ""),
+                self.fail(f"error in stream: {message}" + (f" ({error_type})" if error_type is not None else ""),
                           self.kinds.get(str(error_type), ErrorKind.SERVER))
-            elif rule.end or (rule.end_when is not None and rule.end_when.value(payload)):
+            elif rule.end or (rule.end_when is not None and rule.end_when.holds(payload)):
                 self.ended = True
         return deltas
 
+
+class ToolCallAssembler:
+    """Tool calls assembled from stream pieces: items with one index are one call (their arguments joined);
+    items without an index are each a call. Emits ``tool_call`` when a call's name is known, then
+    ``tool_arguments`` for each piece."""
+
+    __slots__ = ("_calls",)
+
+    def __init__(self) -> None:
+        self._calls: dict[Any, _Call] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._calls)
+
+    def feed(self, items: list[tuple[Any, dict[str, Any]]], events: list[StreamEvent]) -> None:
+        for index, values in items:
+            key = index if isinstance(index, int | str) else ("#", len(self._calls))
+            call = self._calls.get(key)
+            if call is None:
+                call = self._calls[key] = _Call(len(self._calls))
+            if call.id is None and isinstance(values.get("id"), str) and values["id"]:
+                call.id = values["id"]
+            if not call.name and isinstance(values.get("name"), str):
+                call.name = values["name"]
+            if values.get("signature") is not None:
+                call.signature = _as_text(values["signature"])
+            piece = values.get("arguments")
+            if piece is not None:
+                text = _as_text(piece)
+                if isinstance(piece, str):
+                    call.arguments.append(text)
+                else:  # a whole object: the arguments, not a piece of them
+                    call.arguments = [text]
+                if call.announced and text:
+                    events.append(StreamEvent("tool_arguments", text=text, index=call.position))
+            if not call.announced and call.name:
+                call.announced = True
+                if call.id is None and "".join(call.arguments):  # a whole call without an id: make it now
+                    from .shapes import stable_call_id
+
+                    call.id = stable_call_id(call.name, "".join(call.arguments), call.position)
+                events.append(StreamEvent("tool_call", index=call.position, id=call.id, name=call.name))
+                if "".join(call.arguments):
+                    events.append(StreamEvent("tool_arguments", text="".join(call.arguments), index=call.position))
+
+    def calls(self) -> list[ToolCall]:
+        """The calls so far, in the order they started (a piece without a name is not a call)."""
+        from .shapes import stable_call_id
+
+        calls = []
+        for call in sorted(self._calls.values(), key=lambda c: c.position):
+            if call.name:
+                arguments = "".join(call.arguments) or "{}"
+                calls.append(ToolCall(id=call.id or stable_call_id(call.name, arguments, call.position),
+                                      name=call.name, arguments=arguments, signature=call.signature))
+        return calls
+
+
+class _Call:
+    """A tool call being assembled from stream pieces."""
+
+    __slots__ = ("announced", "arguments", "id", "name", "position", "signature")
+
+    def __init__(self, position: int) -> None:
+        self.position = position
+        self.id: str | None = None
+        self.name: str | None = None
+        self.signature: str | None = None
+        self.arguments: list[str] = []
+        self.announced = False
+
+
+def _as_text(value: Any) -> str:
+    import json
+
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _short_json(payload: Any) -> str:
+    import json
+
+    try:
+        return json.dumps(payload)[:200]
+    except (ValueError, RecursionError):
+        return "(unreadable error event)"

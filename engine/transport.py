@@ -19,6 +19,8 @@ from typing import Any
 
 import httpx
 
+from .trust import refused_address
+
 
 @cache
 def _error_map() -> tuple[tuple[type[Exception], type[httpx.TransportError]], ...]:
@@ -63,19 +65,63 @@ class _Body(httpx.AsyncByteStream):
             await self._stream.aclose()
 
 
-class Httpcore2Transport(httpx.AsyncBaseTransport):
-    """An httpx transport over ``httpcore2.AsyncConnectionPool``, verifying TLS like httpx does."""
+class _GuardedBackend:
+    """httpcore2's network backend, refusing connections to link-local and metadata addresses after DNS."""
 
-    def __init__(self, limits: httpx.Limits) -> None:
+    def __init__(self) -> None:
+        from httpcore2._backends.auto import AutoBackend
+
+        self._inner = AutoBackend()
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None, socket_options: Any = None) -> Any:
+        import asyncio
+        import socket
+
+        import httpcore2
+
+        reason = refused_address(host)
+        if reason is None:
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except OSError:
+                infos = []  # let the real connect report the failure
+            reason = next((f"{host} resolves to {info[4][0]}, a link-local or metadata address" for info in infos
+                           if refused_address(str(info[4][0]))), None)
+        if reason is not None:
+            raise httpcore2.ConnectError(f"refused: {reason} (set GENAI_ALLOW_LINK_LOCAL=true to allow)")
+        return await self._inner.connect_tcp(host, port, timeout=timeout, local_address=local_address,
+                                             socket_options=socket_options)
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> Any:
+        return await self._inner.connect_unix_socket(path, timeout=timeout, socket_options=socket_options)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class Httpcore2Transport(httpx.AsyncBaseTransport):
+    """An httpx transport over httpcore2's pool (or its HTTP proxy), verifying TLS like httpx does."""
+
+    def __init__(self, limits: httpx.Limits, *, proxy: str | None = None, guard: bool = True) -> None:
         import httpcore2
 
         self._core = httpcore2
-        self._pool = httpcore2.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-        )
+        options: dict[str, Any] = {
+            "ssl_context": httpx.create_ssl_context(),
+            "max_connections": limits.max_connections,
+            "max_keepalive_connections": limits.max_keepalive_connections,
+            "keepalive_expiry": limits.keepalive_expiry,
+        }
+        if guard:
+            options["network_backend"] = _GuardedBackend()
+        if proxy is None:
+            self._pool: Any = httpcore2.AsyncConnectionPool(**options)
+        else:
+            url = httpx.URL(proxy)
+            auth = (url.username, url.password) if url.username else None
+            self._pool = httpcore2.AsyncHTTPProxy(proxy_url=str(url.copy_with(username=None, password=None)),
+                                                  proxy_auth=auth, **options)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         core, url = self._core, request.url
@@ -95,6 +141,49 @@ class Httpcore2Transport(httpx.AsyncBaseTransport):
         await self._pool.aclose()
 
 
-def pool_transport(kind: str, limits: httpx.Limits) -> httpx.AsyncBaseTransport | None:
-    """The transport for ``GENAI_HTTP_TRANSPORT``: httpcore2's pool, or ``None`` for httpx's own."""
-    return Httpcore2Transport(limits) if kind == "httpcore2" else None
+def environment_proxies() -> dict[str, str | None]:
+    """Proxy URL patterns from ``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` (either case),
+    as httpx reads them: ``{"http://": url, "all://*example.com": None, ...}`` (``None``: connect directly)."""
+    import ipaddress
+    from urllib.request import getproxies_environment
+
+    found = getproxies_environment()
+    mounts: dict[str, str | None] = {}
+    for scheme in ("http", "https", "all"):
+        url = found.get(scheme)
+        if url:
+            mounts[f"{scheme}://"] = url if "://" in url else f"http://{url}"
+    for host in (h.strip() for h in found.get("no", "").split(",")):
+        if not host:
+            continue
+        if host == "*":
+            return {}
+        if "://" in host:
+            mounts[host] = None
+            continue
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            mounts[f"all://{host}" if host.lower() == "localhost" else f"all://*{host.lstrip('.')}"] = None
+        else:
+            mounts[f"all://[{address}]" if address.version == 6 else f"all://{address}"] = None
+    return mounts
+
+
+def client_transports(kind: str, limits: httpx.Limits, allow_link_local: bool = False) -> tuple[
+        httpx.AsyncBaseTransport | None, dict[str, httpx.AsyncBaseTransport | None] | None]:
+    """The transport and proxy mounts for ``GENAI_HTTP_TRANSPORT``: httpcore2's pool, or ``(None, None)`` for
+    httpx's own (which reads the proxy variables itself). Raises `ConfigError` for a proxy it cannot use."""
+    if kind != "httpcore2":
+        return None, None
+    from .errors import ConfigError
+
+    guard = not allow_link_local
+    mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
+    for pattern, proxy in environment_proxies().items():
+        if proxy is not None and not proxy.lower().startswith(("http://", "https://")):
+            raise ConfigError(f"the proxy {httpx.URL(proxy).copy_with(password=None)} is not an HTTP proxy; "
+                              "the httpcore2 pool takes http:// and https:// proxies (for SOCKS set "
+                              "GENAI_HTTP_TRANSPORT=httpx and install httpx[socks])")
+        mounts[pattern] = None if proxy is None else Httpcore2Transport(limits, proxy=proxy, guard=guard)
+    return Httpcore2Transport(limits, guard=guard), mounts or None

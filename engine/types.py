@@ -14,10 +14,13 @@ REDACTED = "***"
 
 
 class CompletionRequest(BaseModel):
-    """One chat completion, provider-neutral.
+    """One chat completion, provider-neutral, in OpenAI's chat shape (which every provider file translates).
 
-    ``extra`` carries provider-specific body fields; bundled templates merge it
-    into the request body, and any template can read it.
+    ``messages``: ``{role, content}`` with content a string or parts (``text``, ``image_url`` with an https
+    or ``data:`` URL, ``file`` with ``file_data``); assistant turns may carry ``tool_calls``; ``role: tool``
+    turns answer one by ``tool_call_id``. ``tools`` are function tools; ``tool_choice`` is ``auto``,
+    ``none``, ``required`` or one named function. ``extra`` carries provider-specific body fields; bundled
+    templates merge it into the request body, and any template can read it.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -29,6 +32,15 @@ class CompletionRequest(BaseModel):
     stream: bool = False
     output_schema: dict[str, Any] | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    stop: str | list[str] | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    user: str | None = None
 
     @field_validator("messages")
     @classmethod
@@ -36,9 +48,77 @@ class CompletionRequest(BaseModel):
         if not messages:
             raise ValueError("at least one message is required")
         for i, message in enumerate(messages):
-            if "role" not in message or "content" not in message:
-                raise ValueError(f"message {i} needs 'role' and 'content' keys, got {sorted(message)}")
+            if "role" not in message:
+                raise ValueError(f"message {i} needs a 'role' key, got {sorted(message)}")
+            if "content" not in message and not message.get("tool_calls"):
+                raise ValueError(f"message {i} needs 'content' (or, for an assistant, 'tool_calls'), "
+                                 f"got {sorted(message)}")
         return messages
+
+    @field_validator("tools")
+    @classmethod
+    def _check_tools(cls, tools: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        for i, tool in enumerate(tools or ()):
+            function = tool.get("function")
+            if tool.get("type") != "function" or not isinstance(function, dict) or not function.get("name"):
+                raise ValueError(f"tool {i} must be {{'type': 'function', 'function': {{'name': ..., "
+                                 "'description': ..., 'parameters': {...}}}")
+        return tools
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _check_tool_choice(cls, choice: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+        if isinstance(choice, str) and choice not in ("auto", "none", "required"):
+            raise ValueError("tool_choice must be 'auto', 'none', 'required' or one named function")
+        if isinstance(choice, dict):
+            function = choice.get("function")
+            if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+                raise ValueError("a named tool_choice is {'type': 'function', 'function': {'name': ...}}")
+        return choice
+
+
+class ToolCall(BaseModel):
+    """One function call the model asked for. ``arguments`` is JSON text; `args` parses it.
+
+    ``signature`` is opaque data the provider needs back with the call on the next turn (Gemini's thought
+    signature); `CompletionResponse.message` carries it, so replaying that message sends it back.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    name: str
+    arguments: str = "{}"
+    signature: str | None = None
+
+    def args(self) -> Any:
+        """The arguments parsed; raises ``ValueError`` when the model wrote invalid JSON."""
+        return json.loads(self.arguments) if self.arguments.strip() else {}
+
+    def to_message(self) -> dict[str, Any]:
+        """The call as it appears in an assistant message's ``tool_calls``."""
+        call: dict[str, Any] = {"id": self.id, "type": "function",
+                                "function": {"name": self.name, "arguments": self.arguments}}
+        if self.signature is not None:
+            call["signature"] = self.signature
+        return call
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """One typed event of a stream, the same for every provider.
+
+    ``type``: ``text`` (``text``), ``reasoning`` (``text``), ``tool_call`` (a call starts: ``index``, ``id``,
+    ``name``), ``tool_arguments`` (``index``, ``text``: a piece of its JSON arguments), ``usage``
+    (``response`` holds the counts), ``end`` (``response`` is the final response).
+    """
+
+    type: str
+    text: str = ""
+    index: int | None = None
+    id: str | None = None
+    name: str | None = None
+    response: CompletionResponse | None = None
 
 
 class CompletionResponse(BaseModel):
@@ -46,7 +126,14 @@ class CompletionResponse(BaseModel):
 
     Token counts are ``None`` when the provider did not report them; ``cost_usd``
     is ``None`` when the model has no known price. ``input_tokens`` always
-    counts all input tokens, cached ones included.
+    counts all input tokens, cached ones included. ``finish_reason`` is one of
+    ``stop``, ``length``, ``tool_calls``, ``content_filter``, ``other`` (the
+    provider's own word is ``native_finish_reason``). ``warnings`` notes what
+    the engine ignored (a usage count that was not a sane number). A failed
+    call's ``error`` reads ``HTTP <status>: <message> (<type or code>)`` (or
+    ``error in stream: <message> (<type>)``); ``error_message`` and
+    ``error_code`` are the provider's own message and type or code, and
+    ``request_id`` its request id, when its file says where they are.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -68,11 +155,49 @@ class CompletionResponse(BaseModel):
     cost_usd: float | None = None
     latency_ms: float | None = None
     raw_response: Any = None
+    warnings: list[str] = Field(default_factory=list)
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    native_finish_reason: str | None = None
+    thinking: list[dict[str, Any]] = Field(default_factory=list)
+    error_message: str | None = None
+    error_code: str | None = None
+    request_id: str | None = None
 
     @property
     def text(self) -> str:
         """Alias of ``content``."""
         return self.content
+
+    @property
+    def message(self) -> dict[str, Any]:
+        """The reply as an assistant message to append to the conversation: text, tool calls, and the opaque
+        data (signatures, reasoning blocks) the provider needs back on the next turn."""
+        message: dict[str, Any] = {"role": "assistant", "content": self.content or None}
+        if self.tool_calls:
+            message["tool_calls"] = [call.to_message() for call in self.tool_calls]
+        elif message["content"] is None:
+            message["content"] = ""
+        if self.thinking:
+            message["thinking"] = [dict(block) for block in self.thinking]
+        return message
+
+
+@dataclass(frozen=True, slots=True)
+class CallOptions:
+    """Engine settings for one call, never sent as body fields: ``timeout`` (seconds), ``max_retries``,
+    extra ``headers``, and an ``api_key`` or ``base_url`` used instead of the configured ones."""
+
+    timeout: float | None = None
+    max_retries: int | None = None
+    headers: dict[str, str] | None = None
+    api_key: str | None = field(default=None, repr=False)
+    base_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.timeout is not None and not self.timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {self.timeout!r}")
+        if self.max_retries is not None and (type(self.max_retries) is not int or self.max_retries < 0):
+            raise ValueError(f"max_retries must be a whole number >= 0, got {self.max_retries!r}")
 
 
 @dataclass(slots=True)

@@ -7,6 +7,7 @@ runs only with real AWS credentials and a region (``pytest -m live``).
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import subprocess
@@ -21,10 +22,27 @@ import pytest
 
 from engine import CompletionRequest, ConfigError, Engine, ErrorKind, ProviderFileError, Settings
 from engine.backend import BackendProvider
-from engine.bedrock import BedrockBackend, content_blocks, converse_messages, converse_params, unified_usage
+from engine.bedrock import (
+    BedrockBackend,
+    StreamReader,
+    content_blocks,
+    converse_messages,
+    converse_params,
+    tool_use_id,
+    unified_usage,
+)
+from engine.errors import ProviderError
 from engine.pricing import Usage, cost_of
 from engine.registry import Registry
-from engine.testing.bedrock import USAGE, BedrockServer, encode_message, event_frame, exception_frame
+from engine.testing.bedrock import (
+    USAGE,
+    BedrockServer,
+    Invalid,
+    check_conversation,
+    encode_message,
+    event_frame,
+    exception_frame,
+)
 from engine.testing.bedrock import BedrockFault as Fault
 
 from .conftest import make_settings
@@ -65,7 +83,7 @@ def server() -> Iterator[BedrockServer]:
 def fresh(server: BedrockServer) -> Iterator[BedrockServer]:
     """The shared server with its request log and options reset."""
     server.requests.clear()
-    server.reasoning, server.chunk_size, server.aborted = None, 7, 0
+    server.reasoning, server.redacted, server.tool_text, server.chunk_size, server.aborted = None, None, None, 7, 0
     yield server
     assert server.next_fault() is None, "a test left an unused fault behind"
 
@@ -100,7 +118,7 @@ def price_of(model: str, usage: Usage) -> float:
 
 
 FULL_USAGE = Usage(input_tokens=132, output_tokens=5, cached_input_tokens=100, cache_write_tokens=20)
-TURNS = [
+TURNS: list[dict[str, Any]] = [
     {"role": "system", "content": "Be terse."},
     {"role": "user", "content": "What is 2+2?"},
     {"role": "assistant", "content": "4"},
@@ -153,8 +171,10 @@ def test_complete_sends_a_signed_converse_request(fresh: BedrockServer) -> None:
         "inferenceConfig": {"maxTokens": 64, "temperature": 0.2, "topP": 0.9, "stopSequences": ["END"]},
     }
     assert result.success, result.error
-    assert (result.content, result.provider, result.model, result.finish_reason) == (
-        "Hello from Bedrock!", "bedrock", CLAUDE, "end_turn")
+    assert (result.content, result.provider, result.model, result.finish_reason, result.native_finish_reason) == (
+        "Hello from Bedrock!", "bedrock", CLAUDE, "stop", "end_turn")
+    assert result.reasoning == "Let me add." and result.thinking == [{"text": "Let me add.", "signature": "sig"}]
+    assert result.tool_calls == []
     # Bedrock's inputTokens (12) leaves out the 100 cache reads and 20 cache writes.
     assert (result.input_tokens, result.output_tokens, result.cached_input_tokens, result.cache_write_tokens) == (
         132, 5, 100, 20)
@@ -174,7 +194,10 @@ def test_stream_yields_text_deltas_then_usage_and_cost(fresh: BedrockServer, chu
     assert "Authorization" in fresh.requests[-1].headers
     assert deltas == ["Hello ", "from ", "Bedrock!"]
     assert result.success, result.error
-    assert result.content == "Hello from Bedrock!" and result.finish_reason == "end_turn"
+    assert result.content == "Hello from Bedrock!"
+    assert (result.finish_reason, result.native_finish_reason) == ("stop", "end_turn")
+    assert result.reasoning == "hidden thoughts"
+    assert result.thinking == [{"text": "hidden thoughts", "signature": "sig"}]  # assembled from its deltas
     assert (result.input_tokens, result.cached_input_tokens, result.cache_write_tokens) == (132, 100, 20)
     assert result.cost_usd == pytest.approx(price_of("amazon.nova-pro-v1:0", FULL_USAGE))
     assert any("metadata" in event for event in result.raw_response)
@@ -205,8 +228,153 @@ def test_json_output_through_a_forced_tool(fresh: BedrockServer, stream: bool) -
     tool_config = fresh.requests[-1].body["toolConfig"]
     assert tool_config["toolChoice"] == {"tool": {"name": "Answer"}}
     assert tool_config["tools"][0]["toolSpec"]["inputSchema"] == {"json": SCHEMA}
-    assert result.success and result.finish_reason == "tool_use"
-    assert json.loads(result.content) == {"answer": "Hello from Bedrock!"}
+    # The forced tool's input is the reply, not a call: no tool calls, and a turn that finished.
+    assert result.success and (result.finish_reason, result.native_finish_reason) == ("stop", "end_turn")
+    assert result.tool_calls == [] and json.loads(result.content) == {"answer": "Hello from Bedrock!"}
+
+
+# -- tools ------------------------------------------------------------------------
+WEATHER: dict[str, Any] = {"type": "function", "function": {
+    "name": "get_weather", "description": "The weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+ASK: list[dict[str, Any]] = [{"role": "user", "content": "Weather in Paris and Rome?"}]
+PARIS_ROME = [("tooluse_01", "get_weather", {"city": "Paris"}), ("tooluse_02", "get_weather", {"city": "Rome"})]
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00fake"
+PDF = b"%PDF-1.7 fake"
+
+
+def calls_of(response: Any) -> list[tuple[str, str, Any]]:
+    return [(call.id, call.name, call.args()) for call in response.tool_calls]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_tool_calls_sync(fresh: BedrockServer, stream: bool) -> None:
+    fresh.tool_text = "Looking both up."
+    with Engine(bedrock_settings(fresh)) as engine:
+        if stream:
+            handle = engine.stream("bedrock/claude-haiku-4-5", ASK, tools=[WEATHER], tool_choice="auto")
+            deltas = list(handle)
+            result = handle.final()
+            assert "".join(deltas) == "Looking both up."
+        else:
+            result = engine.complete("bedrock/claude-haiku-4-5", ASK, tools=[WEATHER], tool_choice="auto")
+    assert result.success, result.error
+    assert calls_of(result) == PARIS_ROME
+    assert result.content == "Looking both up."  # text blocks only; the calls are not content
+    assert (result.finish_reason, result.native_finish_reason) == ("tool_calls", "tool_use")
+    assert fresh.requests[-1].body["toolConfig"] == {
+        "tools": [{"toolSpec": {"name": "get_weather", "description": "The weather in a city.",
+                                "inputSchema": {"json": WEATHER["function"]["parameters"]}}}],
+        "toolChoice": {"auto": {}}}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_tool_calls_async(fresh: BedrockServer, stream: bool) -> None:
+    async def go() -> Any:
+        async with Engine(bedrock_settings(fresh)) as engine:
+            if stream:
+                return await engine.astream("bedrock/nova-pro", ASK, tools=[WEATHER]).final()
+            return await engine.acomplete("bedrock/nova-pro", ASK, tools=[WEATHER])
+
+    result = asyncio.run(go())
+    assert result.success and calls_of(result) == PARIS_ROME and result.content == ""
+    assert result.finish_reason == "tool_calls"
+    assert "toolChoice" not in fresh.requests[-1].body["toolConfig"]  # no choice given: Converse's default (auto)
+
+
+def test_stream_events_show_the_calls_forming(fresh: BedrockServer) -> None:
+    with Engine(bedrock_settings(fresh)) as engine:
+        events = list(engine.stream("bedrock/claude-haiku-4-5", ASK, tools=[WEATHER]).events())
+    starts = [(e.index, e.id, e.name) for e in events if e.type == "tool_call"]
+    assert starts == [(0, "tooluse_01", "get_weather"), (1, "tooluse_02", "get_weather")]
+    pieces = [e for e in events if e.type == "tool_arguments"]
+    assert len(pieces) > 4, "the input arrives in several pieces per call"
+    assert ["".join(e.text for e in pieces if e.index == i) for i in (0, 1)] == [
+        '{"city": "Paris"}', '{"city": "Rome"}']
+    # Converse blocks are sequential: every piece of the first call comes before the second call starts.
+    second = next(i for i, e in enumerate(events) if e.type == "tool_call" and e.index == 1)
+    assert all(e.index == 0 for e in events[:second] if e.type == "tool_arguments")
+    assert events[-1].type == "end" and events[-1].response is not None
+    assert calls_of(events[-1].response) == PARIS_ROME
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_tool_round_trip(fresh: BedrockServer, stream: bool) -> None:
+    """Call, answer both calls, get the final reply; the server checks the native follow-up (thinking included)."""
+    fresh.reasoning = "Two cities: two calls."
+    model, messages = "bedrock/claude-sonnet-4-5", list(ASK)
+    with Engine(bedrock_settings(fresh)) as engine:
+        def call() -> Any:
+            if stream:
+                return engine.stream(model, messages, tools=[WEATHER]).final()
+            return engine.complete(model, messages, tools=[WEATHER])
+
+        first = call()
+        assert first.success and first.finish_reason == "tool_calls", first.error
+        messages.append(first.message)
+        for tool_call, temperature in zip(first.tool_calls, (18, 24), strict=True):
+            result = json.dumps({"temp_c": temperature})
+            messages.append({"role": "tool", "tool_call_id": tool_call.id, "content": result})
+        final = call()
+    assert final.success, final.error
+    assert final.content == 'Results: {"temp_c": 18}; {"temp_c": 24}'
+    assert (final.finish_reason, final.tool_calls) == ("stop", [])
+    sent = fresh.requests[-1].body["messages"]
+    assert sent[1:] == [
+        {"role": "assistant", "content": [
+            {"reasoningContent": {"reasoningText": {"text": "Two cities: two calls.", "signature": "sig"}}},
+            {"toolUse": {"toolUseId": "tooluse_01", "name": "get_weather", "input": {"city": "Paris"}}},
+            {"toolUse": {"toolUseId": "tooluse_02", "name": "get_weather", "input": {"city": "Rome"}}}]},
+        {"role": "user", "content": [
+            {"toolResult": {"toolUseId": "tooluse_01", "content": [{"json": {"temp_c": 18}}]}},
+            {"toolResult": {"toolUseId": "tooluse_02", "content": [{"json": {"temp_c": 24}}]}}]},
+    ]
+
+
+def test_the_server_refuses_a_wrong_follow_up(fresh: BedrockServer) -> None:
+    """The round trip above proves something: the server names what is wrong with a bad native follow-up."""
+    with Engine(bedrock_settings(fresh, max_retries=0)) as engine:
+        first = engine.complete("bedrock/nova-pro", ASK, tools=[WEATHER])
+        one_answer = [*ASK, first.message, {"role": "tool", "tool_call_id": "tooluse_01", "content": "18 C"}]
+        result = engine.complete("bedrock/nova-pro", one_answer, tools=[WEATHER])
+    assert result.error_kind is ErrorKind.INVALID_REQUEST and result.status_code == 400
+    assert "do not answer the toolUse blocks" in (result.error or "")
+    with pytest.raises(Invalid, match="toolConfig field must be defined"):
+        check_conversation([{"role": "user", "content": [{"toolResult": {}}]}], {})
+    with pytest.raises(Invalid, match="alternate"):
+        check_conversation([{"role": "user", "content": []}, {"role": "user", "content": []}], {})
+
+
+def test_redacted_thinking_comes_back_as_base64_and_is_replayed_as_bytes(fresh: BedrockServer) -> None:
+    fresh.redacted = b"\x00opaque\xff"
+    settings = bedrock_settings(fresh)
+    request = CompletionRequest(messages=ASK, model="claude-sonnet-4-5", tools=[WEATHER])
+    complete, streamed = run_complete(settings, request), run_stream(settings, request)[1]
+    assert complete.thinking == streamed.thinking == [{"redacted": "AG9wYXF1Zf8="}]
+    assert calls_of(streamed) == calls_of(complete) == PARIS_ROME
+    params = converse_params(request.model_copy(update={"messages": [*ASK, complete.message]}), "m", {})
+    assert params["messages"][1]["content"][0] == {"reasoningContent": {"redactedContent": b"\x00opaque\xff"}}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_json_output_with_tools_through_a_forced_tool(fresh: BedrockServer, stream: bool) -> None:
+    """With the caller's tools, the model must call one of them or the answer tool; only real calls are calls."""
+    request = CompletionRequest(messages=ASK, model="nova-lite", output_schema=SCHEMA, tools=[WEATHER])
+    settings = bedrock_settings(fresh)
+    result = run_stream(settings, request)[1] if stream else run_complete(settings, request)
+    config = fresh.requests[-1].body["toolConfig"]
+    assert [tool["toolSpec"]["name"] for tool in config["tools"]] == ["get_weather", "Answer"]
+    assert config["toolChoice"] == {"any": {}}
+    assert calls_of(result) == PARIS_ROME and result.finish_reason == "tool_calls"
+
+    reader = StreamReader("Answer")
+    start = {"contentBlockStart": {"contentBlockIndex": 1, "start": {"toolUse": {"toolUseId": "t", "name": "Answer"}}}}
+    chunks = [chunk for event in (
+        {"contentBlockDelta": {"contentBlockIndex": 0, "delta": {"text": "Nova's preamble"}}}, start,
+        {"contentBlockDelta": {"contentBlockIndex": 1, "delta": {"toolUse": {"input": '{"answer"'}}}},
+        {"messageStop": {"stopReason": "tool_use"}}) for chunk in reader.read(event)]
+    assert [c.delta for c in chunks if c.delta] == ['{"answer"']
+    assert not any(c.tool_call for c in chunks) and chunks[-1].finish_reason == "end_turn"
 
 
 # -- errors -----------------------------------------------------------------
@@ -420,6 +588,153 @@ def test_request_fields_pass_botocore_validation(model: str) -> None:
         result = asyncio.run(provider.complete(request))
         stub.assert_no_pending_responses()
     assert result.success and result.input_tokens == 3 and result.cost_usd is not None
+
+
+def test_tool_choice_variants() -> None:
+    def config(choice: Any, messages: list[dict[str, Any]] = ASK, tools: list[Any] | None = None) -> Any:
+        request = CompletionRequest(messages=messages, tools=[WEATHER] if tools is None else tools, tool_choice=choice)
+        return converse_params(request, "m", {}).get("toolConfig")
+
+    spec = {"toolSpec": {"name": "get_weather", "description": "The weather in a city.",
+                         "inputSchema": {"json": WEATHER["function"]["parameters"]}}}
+    assert config(None) == {"tools": [spec]}
+    assert config("auto") == {"tools": [spec], "toolChoice": {"auto": {}}}
+    assert config("required") == {"tools": [spec], "toolChoice": {"any": {}}}
+    assert config({"type": "function", "function": {"name": "get_weather"}}) == {
+        "tools": [spec], "toolChoice": {"tool": {"name": "get_weather"}}}
+    assert config("none") is None  # Converse has no 'none': no tools at all
+    history: list[dict[str, Any]] = [*ASK, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "-3 C"}]
+    assert config("none", history) == {"tools": [spec]}  # tool blocks need toolConfig: tools, no choice
+    cases: list[tuple[Any, list[dict[str, Any]], list[Any] | None, str]] = [
+        (None, history, [], "needs the tool definitions"),
+        ({"type": "function", "function": {"name": "nope"}}, ASK, None, "'nope', which is not among the tools"),
+        ("required", ASK, [], "'required' needs tools"),
+    ]
+    for choice, messages, tools, message in cases:
+        with pytest.raises(ProviderError, match=message) as caught:
+            config(choice, messages, tools)
+        assert caught.value.kind is ErrorKind.INVALID_REQUEST
+
+
+def test_tool_calls_and_results_in_the_conversation() -> None:
+    """Results of one turn, and user text after them, form one user turn with the results first."""
+    system, turns = converse_messages([
+        {"role": "system", "content": "S"}, *ASK,
+        {"role": "assistant", "content": "Checking.", "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
+            {"id": "call 2/x", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": '{"temp_c": 18}'},
+        {"role": "tool", "tool_call_id": "call 2/x", "content": "no such city", "is_error": True},
+        {"role": "user", "content": "And tomorrow?"},
+    ])
+    fitted = tool_use_id("call 2/x")
+    assert system == [{"text": "S"}] and fitted.startswith("call_") and fitted == tool_use_id("call 2/x")
+    assert turns[1:] == [
+        {"role": "assistant", "content": [
+            {"text": "Checking."},
+            {"toolUse": {"toolUseId": "call_1", "name": "get_weather", "input": {"city": "Paris"}}},
+            {"toolUse": {"toolUseId": fitted, "name": "get_weather", "input": {}}}]},
+        {"role": "user", "content": [
+            {"toolResult": {"toolUseId": "call_1", "content": [{"json": {"temp_c": 18}}]}},
+            {"toolResult": {"toolUseId": fitted, "content": [{"text": "no such city"}], "status": "error"}},
+            {"text": "And tomorrow?"}]},
+    ]
+
+
+def test_images_and_documents_are_raw_bytes_blocks() -> None:
+    png, pdf = base64.b64encode(PNG).decode(), base64.b64encode(PDF).decode()
+    content = [
+        {"type": "text", "text": "Compare"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}},
+        {"type": "image_url", "image_url": {"url": f"data:image/jpg;base64,{png}"}},
+        {"type": "file", "file": {"file_data": f"data:application/pdf;base64,{pdf}", "filename": "Q3 report.v2.pdf"}},
+        {"type": "file", "file": {"file_data": base64.b64encode(b"# Notes").decode(), "filename": "notes.md"}},
+    ]
+    assert content_blocks(content) == [
+        {"text": "Compare"},
+        {"image": {"format": "png", "source": {"bytes": PNG}}},  # bytes: boto3 does the base64
+        {"image": {"format": "jpeg", "source": {"bytes": PNG}}},
+        {"document": {"format": "pdf", "name": "Q3 report-v2", "source": {"bytes": PDF}}},  # no dots in names
+        {"document": {"format": "md", "name": "notes", "source": {"bytes": b"# Notes"}}},
+    ]
+    for bad, message in [
+        ({"type": "image_url", "image_url": {"url": "data:image/bmp;base64,AAAA"}}, "png, jpeg, gif or webp"),
+        ({"type": "file", "file": {"file_data": "data:application/zip;base64,AAAA"}}, "documents must be"),
+        ({"type": "input_audio", "input_audio": {}}, "unsupported content part 'input_audio'"),
+    ]:
+        with pytest.raises(ProviderError, match=message):
+            content_blocks([bad])
+
+
+def test_an_image_by_url_is_refused_before_sending(fresh: BedrockServer) -> None:
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+    request = CompletionRequest(messages=[{"role": "user", "content": [image]}], model="nova-lite")
+    with pytest.raises(ProviderError, match="not by URL") as caught:
+        converse_params(request, "m", {})
+    assert caught.value.kind is ErrorKind.INVALID_REQUEST
+    for result in (run_complete(bedrock_settings(fresh), request), run_stream(bedrock_settings(fresh), request)[1]):
+        assert not result.success and result.error_kind is ErrorKind.INVALID_REQUEST
+    assert not fresh.requests
+
+
+def test_replayed_thinking_goes_first_with_its_signature() -> None:
+    _, turns = converse_messages([*ASK, {"role": "assistant", "content": "Sunny.", "thinking": [
+        {"text": "Look it up.", "signature": "c2ln"}, {"redacted": base64.b64encode(b"\x01\x02").decode()}]}])
+    assert turns[1] == {"role": "assistant", "content": [
+        {"reasoningContent": {"reasoningText": {"text": "Look it up.", "signature": "c2ln"}}},
+        {"reasoningContent": {"redactedContent": b"\x01\x02"}},
+        {"text": "Sunny."}]}
+
+
+def test_sampling_options() -> None:
+    request = CompletionRequest(messages=ASK, stop="END", top_p=0.5, max_tokens=9, temperature=None)
+    inference = converse_params(request, "m", {})["inferenceConfig"]
+    assert inference == {"maxTokens": 9, "topP": 0.5, "stopSequences": ["END"]}
+    request = CompletionRequest(messages=ASK, stop=["a", "b"], temperature=None, extra={"top_p": 0.1, "stop": "x"})
+    assert converse_params(request, "m", {})["inferenceConfig"] == {"topP": 0.1, "stopSequences": ["a", "b"]}
+    with pytest.raises(ProviderError, match="no seed, user") as caught:
+        converse_params(CompletionRequest(messages=ASK, seed=1, user="u"), "m", {})
+    assert caught.value.kind is ErrorKind.INVALID_REQUEST
+
+
+def test_a_full_conversation_passes_botocore_validation() -> None:
+    """Tools, calls, results, images, documents and thinking, checked against botocore's service model."""
+    import boto3
+    from botocore.stub import Stubber
+
+    provider = Registry(make_settings(provider_config={"bedrock": {"region": "us-east-1"}})).create("bedrock")
+    assert isinstance(provider, BackendProvider)
+    client = boto3.Session().client("bedrock-runtime", region_name="us-east-1")
+    provider.backend._client = client  # type: ignore[attr-defined]
+    png, pdf = base64.b64encode(PNG).decode(), base64.b64encode(PDF).decode()
+    messages: list[dict[str, Any]] = [
+        {"role": "user", "content": [
+            {"type": "text", "text": "Weather where this was taken, and in the report's city?"},
+            {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}},
+            {"type": "file", "file": {"file_data": f"data:application/pdf;base64,{pdf}", "filename": "r.pdf"}}]},
+        {"role": "assistant", "content": None, "thinking": [{"text": "Two calls.", "signature": "sig"}],
+         "tool_calls": [{"id": "tooluse_01", "type": "function",
+                         "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+        {"role": "tool", "tool_call_id": "tooluse_01", "content": '{"temp_c": 18}'},
+    ]
+    request = CompletionRequest(messages=messages, model="claude-opus-4-5", tools=[WEATHER], tool_choice="required",
+                                stop=["END"], top_p=0.9)
+    model_id = provider.spec.resolve_alias("claude-opus-4-5")
+    expected = converse_params(request, model_id, provider.spec.options_for(model_id))
+    answer = {"output": {"message": {"role": "assistant", "content": [
+        {"reasoningContent": {"reasoningText": {"text": "Now Rome.", "signature": "sig2"}}},
+        {"toolUse": {"toolUseId": "tooluse_02", "name": "get_weather", "input": {"city": "Rome"}}}]}},
+        "stopReason": "tool_use", "usage": {"inputTokens": 3, "outputTokens": 4, "totalTokens": 7},
+        "metrics": {"latencyMs": 1}}
+    with Stubber(client) as stub:
+        stub.add_response("converse", answer, expected)
+        result = asyncio.run(provider.complete(request))
+        stub.assert_no_pending_responses()
+    assert result.success, result.error
+    assert calls_of(result) == [("tooluse_02", "get_weather", {"city": "Rome"})]
+    assert result.thinking == [{"text": "Now Rome.", "signature": "sig2"}] and result.finish_reason == "tool_calls"
 
 
 def test_message_conversion() -> None:

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from engine import CompletionRequest, Settings, list_providers
+from engine.errors import InvalidRequestError
 from engine.registry import Registry
 
 from .conftest import FIXTURES, GOLDEN, TEST_KEY, Golden, make_settings, replay
@@ -44,8 +45,13 @@ def test_provider_loads_and_compiles(provider: str) -> None:
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 @pytest.mark.parametrize("provider", HTTP_PROVIDERS)
 def test_rendered_request_matches_golden(provider: str, scenario: str, golden: Golden) -> None:
-    rendered = REGISTRY.create(provider).render(scenario_request(provider, scenario))  # type: ignore[attr-defined]
-    data = rendered.to_dict()
+    """The exact request, or, for a part or option the provider cannot take, the refusal (nothing is sent)."""
+    try:
+        rendered = REGISTRY.create(provider).render(scenario_request(provider, scenario))  # type: ignore[attr-defined]
+    except InvalidRequestError as exc:
+        data: dict[str, Any] = {"refused": str(exc)}
+    else:
+        data = rendered.to_dict()
     assert TEST_KEY not in repr(data), "the API key is redacted"
     golden.check(GOLDEN / provider / f"{scenario}.json", data)
 

@@ -409,14 +409,14 @@ BROKEN = {
                              r"'\| tojson'.*\(rendering a sample request\)"),
     "unknown option": ({"broken.yaml": OPENAI_CHILD + "models:\n  - {id: m, options: {temprature: false}}\n"},
                        r"broken\.yaml:5: models\.0\.options\.temprature: unknown option \(declared options: "
-                       r"json_mode, max_tokens_field, stream_usage, temperature\)"),
+                       r"json_mode, max_tokens_field, seed_field, stream_usage, temperature\)"),
     "wrong option type": ({"broken.yaml": OPENAI_CHILD + "options:\n  stream_usage: {default: 'no'}\n"},
                           r"broken\.yaml:5: options\.stream_usage: Value error, default of type boolean.*"),
     "template reads an undeclared option": (
         {"broken.yaml": OPENAI_CHILD + "request:\n  path: /chat\n  body: '{{ {\"m\": options.max_token_field} "
                                        "| tojson }}'\n"},
         r"broken\.yaml:6: request\.body: template reads option 'max_token_field', which is not declared under "
-        r"'options' \(declared: json_mode, max_tokens_field, stream_usage, temperature\)"),
+        r"'options' \(declared: json_mode, max_tokens_field, seed_field, stream_usage, temperature\)"),
     "missing extends target": ({"broken.yaml": "name: broken\nextends: nowhere\n"},
                                r"broken\.yaml:2: extends: extends unknown provider 'nowhere' \(known: .*\)"),
     "extends cycle": ({"broken.yaml": "name: broken\nextends: other\n", "other.yaml": "name: other\nextends: broken\n"},
@@ -631,3 +631,49 @@ def test_examples_in_help_use_real_commands() -> None:
             parser.parse_args(words)
         except SystemExit as exc:  # pragma: no cover - shown on failure
             pytest.fail(f"help example does not parse: genai {example}  ({exc})")
+
+
+def test_check_and_providers_report_broken_files_duplicates_and_overrides(capsys: pytest.CaptureFixture[str],
+                                                                          tmp_path: Path) -> None:
+    folder = tmp_path / "mine"
+    write(folder / "a.yaml", OPENAI_CHILD.replace("broken", "twin"))
+    write(folder / "b.yaml", OPENAI_CHILD.replace("broken", "twin"))
+    write(folder / "groq.yaml", "name: groq\nextends: groq\ndescription: my groq\n")
+    (folder / "latin.yaml").write_bytes(b"name: latin\ndescription: caf\xe9\n")
+    code, out, _ = cli(capsys, "check", str(folder))
+    assert code == EXIT_FAILED
+    assert re.search(r"b\.yaml:1: name: a\.yaml in the same folder also defines provider 'twin'", out)
+    assert re.search(r"groq\.yaml:1: name: note: overrides provider 'groq' of .*providers\.d/groq\.yaml", out)
+    assert re.search(r"latin\.yaml:2: not UTF-8 text", out)
+    assert out.splitlines()[-1] == "checked 4 provider files: 2 errors, 0 warnings"
+    code, out, err = cli(capsys, "providers", "-P", str(folder))
+    assert code == EXIT_FAILED  # listed, with the broken ones named on stderr; the others still load
+    assert re.search(r"^openai ", out, re.M) and re.search(r"^latin .*invalid file", out, re.M)
+    assert "both define provider 'twin'" in err and "not UTF-8 text" in err
+    assert re.search(r"note: .*groq\.yaml overrides provider 'groq'", err)
+
+
+def test_render_takes_a_whole_request(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    conversation = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Weather in Paris?"},
+                    {"role": "assistant", "content": None, "tool_calls": [
+                        {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
+                    {"role": "tool", "tool_call_id": "c1", "content": "18C"}]
+    write(tmp_path / "chat.json", json.dumps({"messages": conversation, "seed": 7}))
+    write(tmp_path / "tools.yaml", "- {type: function, function: {name: get_weather, parameters: {type: object}}}\n")
+    (tmp_path / "pic.png").write_bytes(b"\x89PNG\r\n")
+    code, out, _ = cli(capsys, "render", "-m", "openai/gpt-4.1", "--messages", str(tmp_path / "chat.json"),
+                       "--tools", str(tmp_path / "tools.yaml"), "--tool-choice", "get_weather",
+                       "--image", str(tmp_path / "pic.png"), "--json", "And Rome?")
+    assert code == EXIT_OK
+    body = json.loads(out)["body"]
+    assert [m["role"] for m in body["messages"]] == ["system", "user", "assistant", "tool", "user"]
+    assert body["messages"][-1]["content"] == [
+        {"type": "text", "text": "And Rome?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0K"}}]
+    assert body["tools"][0]["function"]["name"] == "get_weather" and body["seed"] == 7
+    assert body["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+
+
+def test_render_refuses_what_the_model_cannot_take(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(capsys, "render", "-m", "anthropic", "-o", "seed=1", "hi")
+    assert code == EXIT_USAGE and "anthropic/claude-sonnet-4-6 does not take seed" in err

@@ -31,14 +31,15 @@ def test_sync_complete_and_stream(local_server: FakeServer) -> None:
 def test_async_complete_and_stream(local_server: FakeServer) -> None:
     async def go() -> tuple[CompletionResponse, CompletionResponse]:
         async with Engine(server_settings(local_server)) as engine:
-            reply = await engine.acomplete("ollama/llama3.2", "hi", top_k=5)
+            reply = await engine.acomplete("ollama/llama3.2", "hi", extra={"top_k": 5}, top_p=0.5)
             stream = engine.astream("openai/gpt-4o-mini", "hi")
             final = await stream.final()
             return reply, final
 
     reply, final = asyncio.run(go())
     assert reply.success and final.success and final.output_tokens
-    assert local_server.requests[-2].json()["top_k"] == 5  # unknown options go to the body as extra
+    sent = local_server.requests[-2].json()
+    assert sent["top_k"] == 5 and sent["options"]["top_p"] == 0.5  # extra, and a sampling option in its own place
 
 
 def test_sync_works_inside_a_running_event_loop(local_server: FakeServer) -> None:

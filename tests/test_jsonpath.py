@@ -20,6 +20,8 @@ EXPRESSIONS = [
     "$.parts[?(@.n != 1)]", "$.parts[?(@.n == 1.5)]", "$.parts[?(@.x == null)]", "$.parts[?(@.x != null)]",
     "$.parts[?(@.thought == false)]", "$.obj[?(@.t != true)]",
     "$.candidates[0].content.parts[?(@.thought != true)].text",
+    "$.parts[?(@.x)]", "$.parts[?(@.thought)].text", "$.parts[?(@.functionCall)].functionCall.name",
+    "$.obj[?(@.t)]",
 ]
 
 DOCS: list[Any] = [
@@ -30,6 +32,8 @@ DOCS: list[Any] = [
                {"x": 0, "n": 1}, {"n": True}, {"n": 1.5}, {"n": "1"}, {"thought": 1, "text": "d"}, [], "s"]},
     {"obj": {"a": {"t": True}, "b": {"t": False}, "c": 3}, "parts": {"k": {"thought": True, "text": "z"}}},
     {"content": "not a list", "parts": None, "list": {"0": 1}},
+    {"parts": [{"text": "a"}, {"functionCall": {"name": "f"}}, {"functionCall": {"name": "g"}, "thoughtSignature": "s"},
+               {"functionCall": None}]},
     [1, 2, {"a": {"b": 1}}],
 ]
 
@@ -54,7 +58,8 @@ def test_fast_walker_agrees_with_jsonpath_ng(expression: str) -> None:
 
 def test_provider_filters_take_the_fast_path() -> None:
     # A compiled jsonpath-ng expression is a lambda; the walker is a named closure.
-    for expression in ("$.candidates[0].content.parts[?(@.thought != true)].text", "$.content[*].text"):
+    for expression in ("$.candidates[0].content.parts[?(@.thought != true)].text", "$.content[*].text",
+                       "$.candidates[0].content.parts[?(@.functionCall)]"):
         assert compile_one(expression).__name__ == "find"
 
 

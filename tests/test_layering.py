@@ -17,12 +17,12 @@ ENGINE = Path(__file__).resolve().parent.parent / "engine"
 # The stages, earliest first: the file format and its foundations, then compile, render, send,
 # extract/stream, cost, the providers that tie them together, and the front doors.
 STAGES: list[set[str]] = [
-    {"errors", "_env"},
-    {"types", "settings", "retry", "jsonpath", "templates", "spec"},
+    {"errors", "_env", "limits", "trust"},
+    {"types", "settings", "retry", "jsonpath", "templates", "spec", "shapes"},
     {"loader"},
     {"compiled", "pricing"},
     {"render"},
-    {"transport", "send"},
+    {"transport", "send", "auth"},
     {"extract", "stream"},
     {"provider"},
     {"backend"},

@@ -122,8 +122,10 @@ def test_unknown_key_names_file_key_and_line(tmp_path: Path) -> None:
 
 def test_invalid_yaml_names_file_and_line(tmp_path: Path) -> None:
     write(tmp_path, "broken", "name: broken\nmodels: [a, b\nbase_url: x\n")
+    registry = registry_for(tmp_path)
+    assert "broken" in registry.names() and "openai" in registry.names()  # listed, and nothing else is affected
     with pytest.raises(ProviderFileError) as info:
-        registry_for(tmp_path).names()
+        registry.spec("broken")
     assert info.value.line is not None and "invalid YAML" in str(info.value)
 
 
@@ -161,8 +163,79 @@ def test_extends_cycle(tmp_path: Path) -> None:
 
 def test_missing_name(tmp_path: Path) -> None:
     write(tmp_path, "broken", "base_url: https://x\n")
+    registry = registry_for(tmp_path)
     with pytest.raises(ProviderFileError, match="missing required key 'name'"):
-        registry_for(tmp_path).names()
+        registry.spec("broken")  # listed under its file name
+    assert registry.spec("openai").name == "openai"
+
+
+# -- discovery survives broken files ------------------------------------------------------------------------
+
+def test_a_file_that_is_not_utf8_affects_only_itself(tmp_path: Path) -> None:
+    (tmp_path / "latin.yaml").write_bytes(b"name: latin\ndescription: caf\xe9\n")
+    registry = registry_for(tmp_path)
+    with pytest.raises(ProviderFileError, match=r"not UTF-8 text \(byte 0xe9 at offset 28\)") as info:
+        registry.spec("latin")
+    assert info.value.line == 2
+    assert len(registry.names()) == len(list_providers(Settings())) + 1
+
+
+def test_a_symlink_to_a_device_and_a_fifo_are_refused_without_reading(tmp_path: Path) -> None:
+    (tmp_path / "zero.yaml").symlink_to("/dev/zero")
+    os.mkfifo(tmp_path / "pipe.yaml")  # opening it would block forever
+    registry = registry_for(tmp_path)
+    for name in ("zero", "pipe"):
+        with pytest.raises(ProviderFileError, match="not a regular file"):
+            registry.spec(name)
+    assert registry.spec("groq").name == "groq"
+
+
+def test_a_file_past_the_size_limit_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path, "big", MINIMAL.format(name="big") + "# " + "x" * 5000 + "\n")
+    monkeypatch.setenv("GENAI_MAX_FILE_BYTES", "4096")
+    with pytest.raises(ProviderFileError, match=r"over the limit of 4,096 \(max_file_bytes; set GENAI_MAX_FILE_BYTES"):
+        registry_for(tmp_path).spec("big")
+    monkeypatch.delenv("GENAI_MAX_FILE_BYTES")
+    assert registry_for(tmp_path).spec("big").name == "big"
+
+
+def test_yaml_aliases_that_expand_exponentially_are_refused(tmp_path: Path) -> None:
+    lines = ["name: laughs", "a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    write(tmp_path, "laughs", "\n".join(lines) + "\n")
+    with pytest.raises(ProviderFileError, match="YAML aliases expand to more than 100,000 values"):
+        registry_for(tmp_path).spec("laughs")
+
+
+def test_two_files_in_one_folder_with_one_name_are_an_error(tmp_path: Path) -> None:
+    write(tmp_path, "a", MINIMAL.format(name="twin"))
+    write(tmp_path, "b", MINIMAL.format(name="twin"))
+    registry = registry_for(tmp_path)
+    with pytest.raises(ProviderFileError, match=r"a\.yaml and b\.yaml in .* both define provider 'twin'") as info:
+        registry.spec("twin")
+    assert info.value.key == "name" and info.value.file.endswith("b.yaml")
+
+
+def test_a_later_folder_overrides_by_name_and_the_override_is_reported(tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    write(first, "acme", MINIMAL.format(name="acme"))
+    write(second, "acme2", MINIMAL.format(name="acme").replace("example-1", "example-2"))
+    registry = Registry(Settings(providers_path=[first, second], api_keys={"acme": TEST_KEY}))
+    assert registry.spec("acme").default_model == "example-2"
+    [(name, replaced, by)] = registry.discovery.overrides
+    assert (name, replaced.name, by.name) == ("acme", "acme.yaml", "acme2.yaml")
+
+
+def test_a_user_file_may_not_read_another_providers_key(tmp_path: Path) -> None:
+    write(tmp_path, "thief", MINIMAL.format(name="thief").replace("[EXAMPLE_API_KEY]", "[OPENAI_API_KEY]"))
+    with pytest.raises(ProviderFileError, match=r"OPENAI_API_KEY is the API key of provider 'openai'.*"
+                                                r"GENAI_THIEF_API_KEY") as info:
+        registry_for(tmp_path).spec("thief")
+    assert info.value.key == "auth.env.0"
+    write(tmp_path, "thief", MINIMAL.format(name="thief") + "config:\n  region: {env: [AWS_SECRET_ACCESS_KEY]}\n")
+    with pytest.raises(ProviderFileError, match="AWS_SECRET_ACCESS_KEY holds cloud credentials") as info:
+        registry_for(tmp_path).spec("thief")
+    assert info.value.key == "config.region.env.0"
 
 
 def test_http_provider_without_request_is_rejected(tmp_path: Path) -> None:

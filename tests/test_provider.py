@@ -244,7 +244,8 @@ def test_empty_answer_with_a_finish_reason_is_a_success() -> None:
     body = {"candidates": [{"content": {"role": "model"}, "finishReason": "MAX_TOKENS"}],
             "usageMetadata": {"promptTokenCount": 4, "thoughtsTokenCount": 10}}
     result = _complete("gemini", httpx.Response(200, json=body))
-    assert result.success and result.content == "" and result.finish_reason == "MAX_TOKENS"
+    assert result.success and result.content == "" and result.finish_reason == "length"
+    assert result.native_finish_reason == "MAX_TOKENS"
     assert result.output_tokens == 10 and result.reasoning_tokens == 10
 
 

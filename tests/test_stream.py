@@ -9,6 +9,7 @@ import pytest
 from engine.errors import ErrorKind
 from engine.registry import Registry
 from engine.stream import NDJSONDecoder, SSEDecoder, StreamState
+from engine.types import StreamEvent
 
 from .conftest import FIXTURES, make_settings
 
@@ -51,6 +52,10 @@ def test_ndjson_every_split_point() -> None:
         assert decode_all(NDJSONDecoder(), body, [cut]) == expected
 
 
+def texts(events: list[StreamEvent]) -> list[str]:
+    return [event.text for event in events if event.type == "text"]
+
+
 def state_for(provider: str) -> StreamState:
     compiled = REGISTRY.compiled(provider)
     assert compiled.stream is not None
@@ -59,8 +64,8 @@ def state_for(provider: str) -> StreamState:
 
 def test_anthropic_rules_per_event_type() -> None:
     state = state_for("anthropic")
-    deltas = state.feed((FIXTURES / "anthropic" / "stream.txt").read_bytes()) + state.close()
-    assert deltas == ["Hello", " wörld — ✓"] and state.ended and state.error is None
+    events = state.feed((FIXTURES / "anthropic" / "stream.txt").read_bytes()) + state.close()
+    assert texts(events) == ["Hello", " wörld — ✓"] and state.ended and state.error is None
     assert state.values["input_tokens"] == 25 and state.values["output_tokens"] == 15
     assert state.values["finish_reason"] == "end_turn"
 
@@ -89,7 +94,7 @@ def test_invalid_json_event_is_an_invalid_response() -> None:
 def test_ndjson_end_when_done_and_usage_from_last_line() -> None:
     state = state_for("ollama")
     lines = (FIXTURES / "ollama" / "stream.txt").read_bytes()
-    assert state.feed(lines) == ["Hello", " wörld — ✓"]
+    assert texts(state.feed(lines)) == ["Hello", " wörld — ✓"]
     assert state.ended and state.values["output_tokens"] == 282
 
 

@@ -47,13 +47,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _report(exc: Exception, args: argparse.Namespace, console: Console) -> int:
-    from ..errors import ConfigError, EngineError
+    from ..errors import ConfigError, EngineError, InvalidRequestError
 
     if args.debug:
         import traceback
 
         traceback.print_exception(exc, file=console.err)
-    if isinstance(exc, UsageError | ConfigError):
+    if isinstance(exc, UsageError | ConfigError | InvalidRequestError):
         console.error(one_line(exc))
         return EXIT_USAGE
     message = one_line(exc) if isinstance(exc, EngineError) else f"{type(exc).__name__}: {one_line(exc)}"

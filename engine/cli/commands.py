@@ -69,9 +69,85 @@ def _prompt(args: argparse.Namespace) -> str:
     return text
 
 
-def _messages(args: argparse.Namespace) -> list[dict[str, Any]]:
-    system = [{"role": "system", "content": args.system}] if args.system else []
-    return [*system, {"role": "user", "content": _prompt(args)}]
+def _read_data(name: str, what: str) -> Any:
+    """JSON (or YAML) from a file, or from stdin for '-'."""
+    if name == "-":
+        text = sys.stdin.read()
+    else:
+        try:
+            text = Path(name).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"{what} {name}: {exc.strerror or exc}") from None
+    try:
+        return json.loads(text)
+    except ValueError:
+        import yaml
+
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise UsageError(f"{what} {name}: neither JSON nor YAML ({exc})") from None
+
+
+def _request_fields(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The conversation and request fields from --messages, -s, PROMPT, --image, --file and --tools."""
+    messages: list[dict[str, Any]] = []
+    fields: dict[str, Any] = {}
+    if getattr(args, "messages", None):
+        data = _read_data(args.messages, "--messages")
+        if isinstance(data, dict):
+            fields = {k: v for k, v in data.items() if k != "messages"}
+            data = data.get("messages")
+        if not isinstance(data, list) or not all(isinstance(m, dict) for m in data):
+            raise UsageError("--messages: expected a list of messages, or an object with 'messages'")
+        messages = data
+    if args.system:
+        messages = [{"role": "system", "content": args.system}, *messages]
+    if args.prompt or not messages:
+        messages.append({"role": "user", "content": _prompt(args)})
+    attachments = [*(_image_part(i) for i in getattr(args, "image", None) or []),
+                   *(_file_part(f) for f in getattr(args, "file", None) or [])]
+    if attachments:
+        last = next((m for m in reversed(messages) if m.get("role") == "user"), None)
+        if last is None:
+            raise UsageError("--image/--file: there is no user message to attach it to")
+        content = last.get("content")
+        parts = content if isinstance(content, list) else [{"type": "text", "text": content}] if content else []
+        last["content"] = [*parts, *attachments]
+    if getattr(args, "tools", None):
+        tools = _read_data(args.tools, "--tools")
+        if not isinstance(tools, list):
+            raise UsageError("--tools: expected a list of tools")
+        fields["tools"] = tools
+    if getattr(args, "tool_choice", None):
+        choice = args.tool_choice
+        fields["tool_choice"] = choice if choice in ("auto", "none", "required") else {
+            "type": "function", "function": {"name": choice}}
+    return messages, fields
+
+
+def _data_url(path: Path, default_type: str) -> str:
+    import base64
+    import mimetypes
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{path}: {exc.strerror or exc}") from None
+    media_type = mimetypes.guess_type(path.name)[0] or default_type
+    return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
+
+
+def _image_part(source: str) -> dict[str, Any]:
+    url = source if source.startswith(("http://", "https://", "data:")) else _data_url(Path(source), "image/png")
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _file_part(source: str) -> dict[str, Any]:
+    if source.startswith(("http://", "https://")):
+        return {"type": "file", "file": {"url": source, "filename": source.rsplit("/", 1)[-1]}}
+    path = Path(source)
+    return {"type": "file", "file": {"filename": path.name, "file_data": _data_url(path, "application/pdf")}}
 
 
 def _read_schema(name: str) -> dict[str, Any]:
@@ -104,16 +180,24 @@ def _option(text: str) -> tuple[str, Any]:
         return key, value
 
 
-def _call_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Options of `Engine.complete` / `CompletionRequest` given on the command line."""
-    options: dict[str, Any] = {}
+REQUEST_KEYS = ("stop", "top_p", "seed", "presence_penalty", "frequency_penalty", "user", "parallel_tool_calls")
+
+
+def _call_options(args: argparse.Namespace, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Options of `Engine.complete` / `CompletionRequest` given on the command line (and in --messages)."""
+    options: dict[str, Any] = dict(fields or {})
     if args.temperature is not None:
         options["temperature"] = args.temperature
     if args.max_tokens is not None:
         options["max_tokens"] = args.max_tokens
     if args.schema:
         options["output_schema"] = _read_schema(args.schema)
-    extra = dict(_option(o) for o in args.option or [])
+    extra = dict(options.pop("extra", None) or {})
+    for key, value in (_option(o) for o in args.option or []):
+        if key in REQUEST_KEYS:
+            options[key] = value
+        else:
+            extra[key] = value
     if extra:
         options["extra"] = extra
     return options
@@ -125,11 +209,13 @@ def _call_options(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_complete(args: argparse.Namespace, console: Console) -> int:
     import asyncio
 
-    messages = _messages(args)
-    response = asyncio.run(_complete(args, console, settings_of(args), messages, _call_options(args)))
+    messages, fields = _request_fields(args)
+    response = asyncio.run(_complete(args, console, settings_of(args), messages, _call_options(args, fields)))
     if args.json:
         console.print(json_text(response.model_dump(mode="json")))
     elif response.success:
+        for call in response.tool_calls:
+            console.print(f"{console.paint('→ tool call', 'cyan')} {call.name}({call.arguments})  [{call.id}]")
         console.note(_summary(response))
     if not response.success:
         where = f"{response.provider}/{response.model}" if response.model else str(response.provider)
@@ -178,7 +264,9 @@ def _summary(response: CompletionResponse) -> str:
     if response.latency_ms is not None:
         parts.append(f"{response.latency_ms:,.0f} ms")
     if response.finish_reason:
-        parts.append(f"finish: {response.finish_reason}")
+        native = response.native_finish_reason
+        shown = response.finish_reason + (f" ({native})" if native and native != response.finish_reason else "")
+        parts.append(f"finish: {shown}")
     return " · ".join(parts)
 
 
@@ -191,7 +279,8 @@ def cmd_render(args: argparse.Namespace, console: Console) -> int:
     settings = settings_of(args)
     engine = Engine(settings)
     provider, model = engine.route(args.model)
-    request = CompletionRequest(messages=_messages(args), model=model, stream=args.stream, **_call_options(args))
+    messages, fields = _request_fields(args)
+    request = CompletionRequest(messages=messages, model=model, stream=args.stream, **_call_options(args, fields))
     settings, notes = with_placeholders(engine.registry.spec(provider), settings)
     for note in notes:
         console.note(f"note: {note}")
@@ -266,6 +355,8 @@ def cmd_providers(args: argparse.Namespace, console: Console) -> int:
         console.print(json_text(listing))
     else:
         console.table(["PROVIDER", "MODELS", "DEFAULT MODEL", "API KEY", "STREAM", "DESCRIPTION"], rows, right=[1])
+    for name, replaced, by in registry.discovery.overrides:
+        console.note(f"note: {show_path(by)} overrides provider {name!r} of {show_path(replaced)}")
     return _report_broken(broken, console)
 
 
@@ -436,7 +527,7 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
             line = problem.format(show_path)
             if line not in reported:  # a broken parent file shows once, not once per child
                 reported.add(line)
-                console.print(line, "yellow" if problem.warning else "red")
+                console.print(line, "yellow" if problem.warning else "dim" if problem.note else "red")
     providers = sum(r.kind == "provider" for r in result.reports)
     pricing = len(result.reports) - providers
     files = f"{providers} provider file{'s' * (providers != 1)}"
@@ -553,3 +644,33 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
                       "(their wire format is not one the local server speaks)",
                       "red" if counts["fail"] else "green")
     return EXIT_FAILED if any(r.result == "fail" for r in results) else EXIT_OK
+
+
+# -- record, test -----------------------------------------------------------------------------------------
+
+
+def cmd_record(args: argparse.Namespace, console: Console) -> int:
+    from ..testing.recorded import fixtures_folder, record
+
+    registry = registry_of(settings_of(args))
+    folder = Path(args.out) if args.out else fixtures_folder(registry, args.provider)
+    recorded = record(registry, args.provider, model=args.model, folder=folder)
+    if not recorded:
+        console.error(f"nothing recorded for {args.provider}: no scenario got a reply (is the API reachable?)")
+        return EXIT_FAILED
+    console.print(f"{args.provider}: recorded {', '.join(recorded)} in {show_path(folder)}")
+    console.note("review the replies and expected.yaml, then run: genai test " + args.provider)
+    return EXIT_OK
+
+
+def cmd_test(args: argparse.Namespace, console: Console) -> int:
+    from ..testing.recorded import check_recorded
+
+    registry = registry_of(settings_of(args))
+    failed = 0
+    for name in args.providers:
+        report = check_recorded(registry, name, folder=Path(args.dir) if args.dir else None, update=args.update)
+        for line in report.summary().splitlines():
+            console.print(line, "red" if "FAIL" in line else "green" if report.ok else "")
+        failed += not report.ok
+    return EXIT_FAILED if failed else EXIT_OK

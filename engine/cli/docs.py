@@ -31,7 +31,8 @@ END = "<!-- END GENERATED KEY REFERENCE -->"
 
 # The placeholder shown for the keys of a mapping field, by field name.
 KEY_NAMES = {"pricing": "<model id>", "events": "<event type>", "kinds": "<error type>",
-             "status_kinds": "<HTTP status>"}
+             "status_kinds": "<HTTP status>", "finish_reasons": "<the API's reason>", "roles": "<role>",
+             "role_message": "<role>", "parts": "<part kind>", "choice": "<choice kind>", "options": "<option>"}
 
 ERROR_KINDS = {
     "auth": "the key is missing or wrong, or lacks permission (401, 403)",
@@ -64,6 +65,8 @@ options:
   max_tokens_field: {default: max_tokens}   # an option openai.yaml declares for its body template
 pricing:
   acme-large: {input: 0.50, output: 1.50}
+capabilities: {tools: true, images: true, sampling: [stop, top_p, seed]}
+finish_reasons: {eos: stop}   # this API's own word for a natural stop
 """,
         """\
 # A server with its own JSON format, on a machine of your own.
@@ -91,6 +94,20 @@ stream:
   chunk: {delta: $.delta, end: $.done}
 """,
         """\
+# An API that takes one prompt string: the conversation in the model's own chat template.
+name: promptapi
+description: A text-generation server
+base_url: http://localhost:8080
+local: true
+chat_templates:
+  plain: "{% for m in messages %}{{ m.role }}: {{ m.content }}\\n{% endfor %}assistant:"
+request:
+  path: /generate
+  body: '{{ {"inputs": messages | chat_template("plain"), "stream": stream} | tojson }}'
+response:
+  content: $.generated_text
+""",
+        """\
 # Calls made by a Python class instead of an HTTP template (see engine/backend.py).
 name: acme-sdk
 description: Acme through its Python SDK
@@ -106,7 +123,7 @@ models:
     max_output_tokens: 64000
     description: balanced speed and quality
   # A reasoning model that rejects temperature: the shared template reads options.temperature.
-  - {id: o3, context_window: 200000, options: {temperature: false}}
+  - {id: o3, context_window: 200000, options: {temperature: false}, capabilities: {sampling: [seed, user]}}
 """,
     ],
     "OptionSpec": [
@@ -119,6 +136,66 @@ options:   # declared by a base file; its templates read options.max_tokens_fiel
     description: The body field that carries max_tokens.
 """,
     ],
+    "Capabilities": [
+        """\
+capabilities:   # what the provider's models take; a model may say otherwise under models[].capabilities
+  tools: true
+  parallel_tool_calls: true
+  images: true
+  image_urls: false          # images only as data
+  documents: true
+  document_urls: false
+  json_schema: true
+  sampling: [stop, top_p, seed, presence_penalty, frequency_penalty, user]
+""",
+    ],
+    "MessagesSpec": [
+        """\
+request:
+  messages:   # Anthropic-style content blocks
+    system: separate
+    roles: {tool: user}
+    tool_results: merge
+    merge_roles: true
+    calls: parts
+    message: {role: $role, content: $content}
+    parts:
+      text: {type: text, text: $text}
+      image: {type: image, source: {type: base64, media_type: $media_type, data: $data}}
+      image_url: {type: image, source: {type: url, url: $url}}
+      document: {type: document, source: {type: base64, media_type: $media_type, data: $data}}
+      document_url: {type: document, source: {type: url, url: $url}}
+      tool_call: {type: tool_use, id: $id, name: $name, input: $args}
+      tool_result: {type: tool_result, tool_use_id: $id, content: $content, is_error: $is_error}
+      reasoning: {type: thinking, thinking: $text, signature: $signature}
+      redacted_reasoning: {type: redacted_thinking, data: $redacted}
+""",
+        """\
+request:
+  messages:   # OpenAI's shape, but plain-text content, images as base64 strings and a named tool role
+    message: {role: $role, content: $text, images: $images, tool_calls: $tool_calls}
+    role_message:
+      tool: {role: tool, content: $content, tool_name: $name}
+    parts:
+      text: {text: $text}
+      image: $data
+      tool_call: {function: {name: $name, arguments: $args}}
+      tool_result: $content
+    call_id_length: 9
+""",
+    ],
+    "ToolsSpec": [
+        """\
+request:
+  tools:   # Gemini: function declarations, and a functionCallingConfig per tool_choice
+    tool: {name: $name, description: $description, parametersJsonSchema: $parameters}
+    choice:
+      auto: {functionCallingConfig: {mode: AUTO}}
+      none: {functionCallingConfig: {mode: NONE}}
+      required: {functionCallingConfig: {mode: ANY}}
+      named: {functionCallingConfig: {mode: ANY, allowedFunctionNames: [$name]}}
+""",
+    ],
     "AuthSpec": [
         """\
 auth:
@@ -126,6 +203,12 @@ auth:
   header: x-api-key
   value: "{{ api_key }}"
   env: [ANTHROPIC_API_KEY]
+""",
+        """\
+auth:   # an OAuth2 access token from a Python hook (refreshed before it expires)
+  type: hook
+  hook: engine.auth_google:GoogleAuth
+  header: Authorization
 """,
         """\
 auth:   # the key in the URL, ?key=...; a local server where the key is optional
@@ -144,6 +227,9 @@ config:
     required: true
   api_version:
     default: "2024-10-21"
+  deployment_token:   # a credential besides the API key: masked wherever it appears
+    env: [ACME_DEPLOYMENT_TOKEN]
+    secret: true
 """,
     ],
     "RequestSpec": [
@@ -158,6 +244,13 @@ request:   # Azure OpenAI style: the model in the path, a version in the query
   body: |
     {{ {"messages": messages, "temperature": temperature, "max_tokens": max_tokens,
         "stream": true if stream else none} | drop_none | merge(extra) | tojson }}
+""",
+        """\
+request:   # the messages and tools written in the API's own shape (see their sections)
+  path: /chat
+  messages: {system: separate}
+  tools: {tool: {name: $name, input_schema: $parameters}}
+  body: '{{ {"model": model, "system": system, "messages": messages, "tools": tools} | drop_none | tojson }}'
 """,
         """\
 request:   # Gemini style: another path and query parameter for streams
@@ -199,6 +292,65 @@ response:   # an API that leaves zero counts out of its usage object
   content: $.choices[0].message.content
   cost: $.usage.cost
 """,
+        """\
+response:   # Anthropic: tool_use blocks are the calls; thinking blocks go back on the next turn
+  content: "$.content[?(@.type == 'text')].text"
+  tool_calls: {each: "$.content[?(@.type == 'tool_use')]", id: $.id, name: $.name, arguments: $.input}
+  thinking: {each: "$.content[*]", text: $.thinking, signature: $.signature, redacted: $.data}
+""",
+    ],
+    "ToolCallSpec": [
+        """\
+response:
+  content: $.choices[0].message.content
+  tool_calls:   # OpenAI: arguments are JSON text
+    each: $.choices[0].message.tool_calls[*]
+    id: $.id
+    name: $.function.name
+    arguments: $.function.arguments
+""",
+        """\
+stream:
+  format: sse
+  done: "[DONE]"
+  chunk:
+    tool_call:   # pieces by index: the first names the call, the others add to its arguments
+      each: $.choices[0].delta.tool_calls[*]
+      index: $.index
+      id: $.id
+      name: $.function.name
+      arguments: $.function.arguments
+""",
+        """\
+response:
+  content: "$.candidates[0].content.parts[*].text"
+  tool_calls:   # Gemini: arguments are an object; the signature goes back with the call
+    each: "$.candidates[0].content.parts[?(@.functionCall)]"
+    name: $.functionCall.name
+    arguments: $.functionCall.args
+    signature: $.thoughtSignature
+""",
+    ],
+    "ThinkingSpec": [
+        """\
+response:
+  content: "$.content[?(@.type == 'text')].text"
+  thinking:   # every block with reasoning text or redacted data, kept to send back
+    each: $.content[*]
+    text: $.thinking
+    signature: $.signature
+    redacted: $.data
+""",
+        """\
+stream:
+  format: ndjson
+  chunk:
+    end: $.done
+    thinking:   # pieces of one block share its index
+      index: $.block
+      text: $.thinking_delta
+      signature: $.signature
+""",
     ],
     "ErrorSpec": [
         """\
@@ -213,6 +365,26 @@ errors:
     498: auth   # this API's own status for an expired token
   message_kinds:
     "Incorrect API key": auth   # an API that answers a wrong key with a plain 400
+""",
+        """\
+errors:   # an envelope API: a 200 can say it failed; integer codes; the request id in a header
+  message: $.errors[0].message
+  type: $.errors[0].code
+  request_id: [header:cf-ray, $.request_id]
+  when:
+    - {path: $.success, equals: false}
+  kinds:
+    10000: auth
+""",
+    ],
+    "Condition": [
+        """\
+errors:
+  when:
+    - {path: $.success, equals: false}
+    - {path: $.status, not_equals: ok}
+    - {path: $.error, present: true}
+    - {path: $.result, truthy: false}
 """,
     ],
     "StreamSpec": [
@@ -260,6 +432,11 @@ stream:
       cache_write_tokens: $.usage.cache_creation_input_tokens
     message_stop: {end: true}
     error: {error: true, error_message: $.error.message, error_type: $.error.type}
+    content_block_start:
+      tool_call: {index: $.index, id: $.content_block.id, name: $.content_block.name}
+    content_block_delta:
+      tool_call: {index: $.index, arguments: $.delta.partial_json}
+      thinking: {index: $.index, text: $.delta.thinking, signature: $.delta.signature}
 """,
         """\
 stream:
@@ -267,6 +444,14 @@ stream:
   chunk:   # Ollama: the last line has "done": true
     delta: $.message.content
     end: $.done
+""",
+        """\
+stream:
+  format: sse
+  chunk:   # text-generation servers: special tokens are not text; the last event carries generated_text
+    delta: $.token.text
+    when: {path: $.token.special, equals: false}
+    end: {path: $.generated_text, present: true}
 """,
     ],
     "Price": [
@@ -449,7 +634,7 @@ def _check_provider_example(data: dict[str, Any], text: str) -> None:
     from ..loader import ProviderSource, bundled_path, discover, merged_data, resolve_chain
     from ..spec import ProviderSpec
 
-    found = discover([bundled_path("providers.d")])
+    found = discover([bundled_path("providers.d")]).found
     source = ProviderSource(data["name"], Path(f"<example {data['name']}>"), data, text)
     found[source.name] = [*found.get(source.name, []), source]
     chain = resolve_chain(source.name, found)
@@ -583,8 +768,8 @@ def _json_output(registry: Any, name: str) -> str:
 
 def providers_table(registry: Any) -> str:
     """The bundled providers as a markdown table, generated from their files and the price table."""
-    lines = ["| provider | auth env variable | stream format | JSON output | priced models |",
-             "|---|---|---|---|---|"]
+    lines = ["| provider | auth env variable | stream format | JSON output | takes | priced models |",
+             "|---|---|---|---|---|---|"]
     for name in registry.names():
         spec = registry.spec(name)
         if spec.auth.type == "none":
@@ -599,8 +784,24 @@ def providers_table(registry: Any) -> str:
             prices = registry.prices.models(name, spec.pricing)
             ids = [m.id for m in spec.models]
             priced = f"{sum(1 for i in ids if i in prices)} of {len(ids)}" if ids else "none listed"
-        lines.append(f"| `{name}` | {auth} | {stream} | {_json_output(registry, name)} | {priced} |")
+        lines.append(f"| `{name}` | {auth} | {stream} | {_json_output(registry, name)} | {_takes(spec)} | {priced} |")
     return "\n".join(lines) + "\n"
+
+
+def _takes(spec: Any) -> str:
+    """What a provider's models take, from its capabilities (``some`` when only some of its models do)."""
+    default = spec.capabilities_for("")
+    listed = [spec.capabilities_for(m.id) for m in spec.models]
+    names = (("tools", "tools"), ("parallel_tool_calls", "parallel calls"), ("images", "images"),
+             ("image_urls", "image URLs"), ("documents", "PDFs"), ("document_urls", "PDF URLs"))
+    out = []
+    for attribute, label in names:
+        values = {getattr(c, attribute) for c in [default, *listed]} if listed else {getattr(default, attribute)}
+        if values == {True}:
+            out.append(label)
+        elif True in values:
+            out.append(f"{label} (some models)")
+    return ", ".join(out) or "text"
 
 
 def update_providers_table(text: str, table: str) -> str:

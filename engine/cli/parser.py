@@ -13,7 +13,7 @@ exit codes:
   0    success
   1    a call failed (success=False), a demo provider failed, or a file has errors (check)
   2    usage or configuration error: bad arguments, unknown provider, missing API key,
-       broken provider file
+       broken provider file, a request the model cannot take
   130  interrupted (Ctrl-C)
 """
 
@@ -61,7 +61,7 @@ def _common(parser: argparse.ArgumentParser, top: bool) -> None:
 
 def _call_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("prompt", nargs="*", metavar="PROMPT",
-                        help="the prompt (words are joined); read from stdin when absent or '-'")
+                        help="the prompt (words are joined); read from stdin when absent or '-' (unless --messages)")
     parser.add_argument("-m", "--model", metavar="PROVIDER/MODEL",
                         help="e.g. openai/gpt-4o-mini; a bare provider name uses its default model "
                              "(default: GENAI_DEFAULT_MODEL)")
@@ -69,8 +69,22 @@ def _call_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-t", "--temperature", type=float, metavar="T", help="sampling temperature (default 0.7)")
     parser.add_argument("--max-tokens", type=int, metavar="N", help="most output tokens")
     parser.add_argument("--schema", metavar="FILE", help="JSON Schema (JSON or YAML file): ask for JSON output")
+    parser.add_argument("--messages", metavar="FILE",
+                        help="a whole conversation: a JSON list of messages in OpenAI's chat shape (tool calls, tool "
+                             "results, content parts), or an object with 'messages' and request fields such as "
+                             "'tools'; '-' reads stdin. PROMPT, if given, is appended as a user message")
+    parser.add_argument("--tools", metavar="FILE",
+                        help="function tools: a JSON (or YAML) list of {type: function, function: {name, description, "
+                             "parameters}}")
+    parser.add_argument("--tool-choice", metavar="CHOICE",
+                        help="auto, none, required, or the name of one tool")
+    parser.add_argument("--image", action="append", metavar="PATH|URL",
+                        help="attach an image to the last user message (a file is sent as data; repeatable)")
+    parser.add_argument("--file", action="append", metavar="PATH",
+                        help="attach a document (PDF) to the last user message (repeatable)")
     parser.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
-                        help="a provider-specific body field, e.g. -o top_p=0.9 (value read as JSON if it parses)")
+                        help="a request option (stop, top_p, seed, presence_penalty, frequency_penalty, user) or a "
+                             "provider-specific body field, e.g. -o seed=42 (value read as JSON if it parses)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -210,6 +224,29 @@ def build_parser() -> argparse.ArgumentParser:
     group = sub.add_mutually_exclusive_group()
     group.add_argument("--write", metavar="FILE", help="update the generated part of FILE")
     group.add_argument("--check", metavar="FILE", help="exit 1 if the generated part of FILE is out of date")
+
+    sub = command(
+        "record", cmd.cmd_record, "record golden fixtures of a provider file against the live API",
+        "Call the live API (with your key) once for each standard scenario the provider can take: a plain "
+        "request, a conversation, a stream, JSON output, tool calls (streamed and not) and a wrong key. Writes "
+        "<name>.tests/ next to the provider file: the rendered requests (golden/, keys shown as ***), the replies "
+        "as they came (replies/, echoed keys masked, only the headers the file reads) and what the engine made "
+        "of them (expected.yaml). Review them, then use 'genai test'.",
+        "  genai record acme\n  genai record acme -m acme-small\n  genai record acme --out tests/acme-fixtures")
+    sub.add_argument("provider", metavar="PROVIDER")
+    sub.add_argument("-m", "--model", metavar="MODEL", help="the model to record with (default: the default model)")
+    sub.add_argument("--out", metavar="DIR", help="where to write (default: <name>.tests/ beside the file)")
+
+    sub = command(
+        "test", cmd.cmd_test, "replay recorded fixtures offline: golden requests, replies, streams",
+        "Check provider files against what 'genai record' wrote, offline: every scenario's request must render "
+        "as its golden file, and every recorded reply (streams in 1-, 7- and 4096-byte pieces) must give what "
+        "expected.yaml says. --update rewrites the golden files and expectations; read their diff. Exit code 1 "
+        "when a check fails.",
+        "  genai test acme\n  genai test acme other\n  genai test acme --update")
+    sub.add_argument("providers", nargs="+", metavar="PROVIDER")
+    sub.add_argument("--dir", metavar="DIR", help="where the fixtures are (default: <name>.tests/ beside the file)")
+    sub.add_argument("--update", action="store_true", help="rewrite golden files and expected.yaml")
 
     sub = command(
         "demo", cmd.cmd_demo, "offline self-test: every provider against the bundled local server",

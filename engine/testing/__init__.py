@@ -10,6 +10,8 @@ Like httpx's ``MockTransport``, these let the real engine run with no network:
 - `replay_client` / `replay_transport`: one recorded reply for every request, its body in
   small pieces, with no socket.
 - `run_selftest`: every provider end to end against a `FakeServer` (what ``genai demo`` runs).
+- `ForwardProxy`: an HTTP forward proxy on 127.0.0.1 that sends every request to one server, to test
+  that proxy settings are honoured.
 
 Nothing here is imported by the engine itself.
 """
@@ -25,6 +27,7 @@ _EXPORTS = {
     "replay_client": "replay", "replay_transport": "replay",
     "run_selftest": "selftest", "SelfTestResult": "selftest",
     "FORMATS": "wire", "WireFormat": "wire",
+    "ForwardProxy": "proxy",
 }
 __all__ = [
     "FAULT_KINDS",
@@ -33,6 +36,7 @@ __all__ = [
     "BedrockServer",
     "FakeServer",
     "Fault",
+    "ForwardProxy",
     "RecordedRequest",
     "SelfTestResult",
     "WireFormat",
@@ -43,6 +47,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .bedrock import BedrockFault, BedrockServer
+    from .proxy import ForwardProxy
     from .replay import replay_client, replay_transport
     from .selftest import SelfTestResult, run_selftest
     from .server import FAULT_KINDS, FakeServer, Fault, RecordedRequest

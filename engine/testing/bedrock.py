@@ -9,13 +9,20 @@ library only; botocore has no event-stream encoder, so `encode_message` is this 
   chunks so frames split at awkward places.
 
 A forced tool (``toolConfig.toolChoice.tool``) is answered with a toolUse block whose input is
-``{"answer": <reply>}``; ``outputConfig.textFormat`` makes the reply that JSON as text. Errors use
+``{"answer": <reply>}``; ``outputConfig.textFormat`` makes the reply that JSON as text. With
+``toolConfig.tools`` and a last user turn holding text, the answer is two parallel calls of the first tool
+(``{"city": "Paris"}`` and ``{"city": "Rome"}``, or its schema's first property), ``stopReason: tool_use``;
+a last user turn holding toolResult blocks is checked against the calls before it (one result per call,
+results first, contents as lists, thinking replayed with its signature) and answered with
+``Results: <each result>``. What Bedrock would refuse (roles that do not alternate, tool blocks without a
+``toolConfig``, results that do not match) is a 400 ValidationException naming the problem. Errors use
 Bedrock's shape: status, ``x-amzn-ErrorType`` header and ``{"message": ...}`` body; in-stream failures
 are ``:message-type: exception`` frames. Faults (`BedrockFault`) queued with `inject` each apply to one request.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import struct
@@ -26,6 +33,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import pairwise
 from typing import Any
 
 EVENTSTREAM = "application/vnd.amazon.eventstream"
@@ -92,6 +100,8 @@ class BedrockServer:
 
     reply: str = "Hello from Bedrock!"
     reasoning: str | None = None
+    redacted: bytes | None = None
+    tool_text: str | None = None
     chunk_size: int = 7
     max_seconds: float = 60.0
     requests: list[Recorded] = field(default_factory=list)
@@ -124,45 +134,118 @@ class BedrockServer:
         return self._faults.popleft() if self._faults else None
 
     # -- replies ----------------------------------------------------------
-    def answer(self, body: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:
-        """The forced tool's toolUse block (or None) and the reply text for a request."""
-        tool = ((body.get("toolConfig") or {}).get("toolChoice") or {}).get("tool")
-        if tool:
-            return {"toolUseId": "tooluse_test", "name": tool["name"], "input": {"answer": self.reply}}, ""
-        if body.get("outputConfig"):
-            return None, json.dumps({"answer": self.reply})
-        return None, self.reply
-
-    def converse(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        tool, text = self.answer(body)
+    def reply_blocks(self, body: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str]:
+        """The answer's content blocks and stop reason; raises `Invalid` for what Bedrock refuses."""
+        messages = body.get("messages") or []
+        config = body.get("toolConfig") or {}
+        check_conversation(messages, config)
         content: list[dict[str, Any]] = []
         if self.reasoning:
             content.append({"reasoningContent": {"reasoningText": {"text": self.reasoning, "signature": "sig"}}})
-        content.append({"toolUse": tool} if tool else {"text": text})
-        return {"output": {"message": {"role": "assistant", "content": content}},
-                "stopReason": "tool_use" if tool else "end_turn", "usage": USAGE, "metrics": {"latencyMs": 42}}
+        if self.redacted:
+            content.append({"reasoningContent": {"redactedContent": base64.b64encode(self.redacted).decode()}})
+        last = messages[-1].get("content") or [] if messages else []
+        results = [block["toolResult"] for block in last if "toolResult" in block]
+        forced = (config.get("toolChoice") or {}).get("tool")
+        if forced:
+            use = {"toolUseId": "tooluse_test", "name": forced["name"], "input": {"answer": self.reply}}
+            return [*content, {"toolUse": use}], "tool_use"
+        if results:
+            self._check_results(messages, results)
+            answers = [json.dumps(c["json"]) if "json" in c else str(c["text"]) for r in results for c in r["content"]]
+            return [*content, {"text": "Results: " + "; ".join(answers)}], "end_turn"
+        if config.get("tools") and any("text" in block for block in last):
+            spec = config["tools"][0]["toolSpec"]
+            properties = ((spec.get("inputSchema") or {}).get("json") or {}).get("properties") or {}
+            key = next(iter(properties), "city")
+            if self.tool_text:
+                content.append({"text": self.tool_text})
+            for n, city in enumerate(("Paris", "Rome"), 1):
+                use = {"toolUseId": f"tooluse_{n:02d}", "name": spec["name"], "input": {key: city}}
+                content.append({"toolUse": use})
+            return content, "tool_use"
+        text = json.dumps({"answer": self.reply}) if body.get("outputConfig") else self.reply
+        return [*content, {"text": text}], "end_turn"
+
+    def _check_results(self, messages: list[Mapping[str, Any]], results: list[Mapping[str, Any]]) -> None:
+        """Tool results as Converse wants them: one user turn right after the calls, one result per call, first."""
+        if len(messages) < 2 or messages[-2].get("role") != "assistant":
+            raise Invalid("toolResult blocks must follow the assistant turn holding the toolUse blocks")
+        previous, last = messages[-2].get("content") or [], messages[-1].get("content") or []
+        uses = [block["toolUse"] for block in previous if "toolUse" in block]
+        ids, answered = [use.get("toolUseId") for use in uses], [result.get("toolUseId") for result in results]
+        if sorted(map(str, answered)) != sorted(map(str, ids)):
+            raise Invalid(f"the toolResult blocks {answered} do not answer the toolUse blocks {ids} of the turn before")
+        firsts = ["toolResult" in block for block in last]
+        if firsts != sorted(firsts, reverse=True):
+            raise Invalid("toolResult blocks must come before other blocks in the user turn")
+        for use in uses:
+            if not isinstance(use.get("input"), dict):
+                raise Invalid(f"toolUse {use.get('toolUseId')}: input must be a JSON object")
+        for result in results:
+            content = result.get("content")
+            if not isinstance(content, list) or not content or \
+                    not all(isinstance(c, dict) and len(c) == 1 and ("json" in c or "text" in c) for c in content):
+                raise Invalid(f"toolResult {result.get('toolUseId')}: content must be a list of json or text blocks")
+            if result.get("status") not in (None, "success", "error"):
+                raise Invalid(f"toolResult {result.get('toolUseId')}: status must be success or error")
+        if self.reasoning:  # with thinking on, the turn that called tools must replay its thinking, unchanged
+            first = previous[0].get("reasoningContent") if previous else None
+            kept = (first or {}).get("reasoningText") or {}
+            if (kept.get("text"), kept.get("signature")) != (self.reasoning, "sig"):
+                raise Invalid("the assistant turn with toolUse must start with its reasoningContent, text and "
+                              "signature unchanged")
+
+    def converse(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        content, stop = self.reply_blocks(body)
+        return {"output": {"message": {"role": "assistant", "content": content}}, "stopReason": stop,
+                "usage": USAGE, "metrics": {"latencyMs": 42}}
 
     def events(self, body: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-        tool, text = self.answer(body)
+        """Stream events: text and reasoning blocks have no start event; tool blocks stream their input in pieces."""
+        content, stop = self.reply_blocks(body)
         yield "messageStart", {"role": "assistant", "p": "abcdefgh"}
-        index = 0
-        if self.reasoning:
-            yield "contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": self.reasoning}}}
-            yield "contentBlockStop", {"contentBlockIndex": 0}
-            index = 1
-        if tool:
-            start = {"toolUse": {"toolUseId": tool["toolUseId"], "name": tool["name"]}}
-            yield "contentBlockStart", {"contentBlockIndex": index, "start": start}
-            document = json.dumps(tool["input"])
-            for i in range(0, len(document), 6):
-                piece = {"toolUse": {"input": document[i:i + 6]}}
-                yield "contentBlockDelta", {"contentBlockIndex": index, "delta": piece}
-        else:
-            for word in _words(text):
-                yield "contentBlockDelta", {"contentBlockIndex": index, "delta": {"text": word}, "p": "xyz"}
-        yield "contentBlockStop", {"contentBlockIndex": index}
-        yield "messageStop", {"stopReason": "tool_use" if tool else "end_turn"}
+        for index, block in enumerate(content):
+            if "reasoningContent" in block:
+                reasoning = block["reasoningContent"]
+                if "redactedContent" in reasoning:
+                    deltas = [{"redactedContent": reasoning["redactedContent"]}]
+                else:
+                    thought = reasoning["reasoningText"]
+                    deltas = [{"text": thought["text"]}, {"signature": thought["signature"]}]
+                for delta in deltas:
+                    yield "contentBlockDelta", {"contentBlockIndex": index, "delta": {"reasoningContent": delta}}
+            elif "toolUse" in block:
+                use = block["toolUse"]
+                start = {"toolUse": {"toolUseId": use["toolUseId"], "name": use["name"]}}
+                yield "contentBlockStart", {"contentBlockIndex": index, "start": start}
+                document = json.dumps(use["input"])
+                for i in range(0, len(document), 6):
+                    piece = {"toolUse": {"input": document[i:i + 6]}}
+                    yield "contentBlockDelta", {"contentBlockIndex": index, "delta": piece}
+            else:
+                for word in _words(block["text"]):
+                    yield "contentBlockDelta", {"contentBlockIndex": index, "delta": {"text": word}, "p": "xyz"}
+            yield "contentBlockStop", {"contentBlockIndex": index}
+        yield "messageStop", {"stopReason": stop}
         yield "metadata", {"usage": USAGE, "metrics": {"latencyMs": 42}}
+
+
+class Invalid(Exception):
+    """A request Bedrock answers with a 400 ValidationException; the message says what is wrong."""
+
+
+def check_conversation(messages: list[Mapping[str, Any]], config: Mapping[str, Any]) -> None:
+    """Bedrock's own rules on a conversation: it starts with a user turn, roles alternate, and tool blocks
+    need a ``toolConfig``."""
+    roles = [message.get("role") for message in messages]
+    if not roles or roles[0] != "user":
+        raise Invalid("A conversation must start with a user message.")
+    if any(a == b for a, b in pairwise(roles)) or not set(roles) <= {"user", "assistant"}:
+        raise Invalid(f"A conversation must alternate between user and assistant roles, got {roles}.")
+    blocks = [block for message in messages for block in message.get("content") or []]
+    if not config and any("toolUse" in block or "toolResult" in block for block in blocks):
+        raise Invalid("The toolConfig field must be defined when using toolUse and toolResult content blocks.")
 
 
 def _words(text: str) -> list[str]:
@@ -203,10 +286,16 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(min(fault.seconds, _MAX_STALL))
         if fault is not None and fault.kind == "error":
             self._error(fault.name, fault.message, _STATUS.get(fault.name, 400))
-        elif operation == "converse":
-            self._json(200, owner.converse(body))
+            return
+        try:
+            answer = owner.converse(body) if operation == "converse" else list(owner.events(body))
+        except Invalid as exc:
+            self._error("ValidationException", str(exc), 400)
+            return
+        if isinstance(answer, dict):
+            self._json(200, answer)
         else:
-            self._stream(owner, body, fault)
+            self._stream(owner, answer, fault)
 
     def _json(self, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> None:
         data = json.dumps(payload).encode()
@@ -223,14 +312,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(status, {"message": message},
                    {"x-amzn-ErrorType": f"{name}:http://internal.amazon.com/coral/com.amazon.bedrock/"})
 
-    def _stream(self, owner: BedrockServer, body: Mapping[str, Any], fault: BedrockFault | None) -> None:
+    def _stream(self, owner: BedrockServer, events: list[tuple[str, dict[str, Any]]],
+                fault: BedrockFault | None) -> None:
         self.send_response(200)
         self.send_header("Content-Type", EVENTSTREAM)
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("x-amzn-RequestId", "00000000-test")
         self.end_headers()
         try:
-            for number, (event_type, payload) in enumerate(owner.events(body)):
+            for number, (event_type, payload) in enumerate(events):
                 if fault is not None and number == fault.after and fault.kind in ("stream_exception", "cut"):
                     if fault.kind == "stream_exception":
                         self._chunks(exception_frame(fault.name, fault.message))

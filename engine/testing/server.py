@@ -12,8 +12,9 @@ path so that any base-URL prefix works (see `engine.testing.wire`):
 * ``POST .../chat/completions``: OpenAI Chat Completions, JSON or SSE (``"stream": true``,
   ``stream_options.include_usage`` honoured, ends with ``data: [DONE]``). Azure's deployment paths too.
 * ``POST .../messages``: Anthropic Messages, JSON or SSE (named events ``message_start`` ...
-  ``message_stop``). A forced tool (``tool_choice`` ``{"type": "tool"}`` or ``{"type": "any"}``) is
-  answered with a ``tool_use`` block whose input is ``{"answer": <reply>}``.
+  ``message_stop``). JSON mode through a forced tool (``tool_choice`` ``{"type": "tool"}`` or
+  ``{"type": "any"}`` with one tool, which has an ``answer`` property) is answered with a ``tool_use``
+  block whose input is ``{"answer": <reply>}``.
 * ``POST .../api/chat``: Ollama native chat; streams NDJSON unless ``"stream": false``.
 * ``POST .../models/{model}:generateContent`` and ``:streamGenerateContent`` (SSE with ``alt=sse``):
   Google Gemini; JSON mode is ``generationConfig.responseMimeType: application/json``.
@@ -22,6 +23,12 @@ path so that any base-URL prefix works (see `engine.testing.wire`):
 Anything else -> 404 JSON. The reply text is deterministic, see `FakeServer.reply_for`. JSON mode
 (OpenAI ``response_format`` json_object/json_schema, Ollama ``format``, Anthropic ``output_config.format``
 or a forced tool) makes the reply the JSON text ``{"answer": <reply>}``.
+
+Tool calls in every format (see `engine.testing.wire`): a request offering tools whose last turn is a user
+turn with text is answered with two parallel calls to the first (or the chosen) tool, arguments
+``{"<string property>": "Paris"}`` and ``... "Rome"}``; a request ending with tool results is checked in the
+format's native shape (400 in its error shape when wrong) and answered ``Results: <result>; <result>``.
+Images in a user turn (checked too) make the reply begin ``I see <n> image(s). ``.
 
 Faults (`Fault.kind`), queued with `FakeServer.inject`, each consumed by the next API request
 (``/health`` and unknown paths never consume one):
@@ -35,6 +42,18 @@ Faults (`Fault.kind`), queued with `FakeServer.inject`, each consumed by the nex
   non-stream: full Content-Length announced, half the body sent, connection closed.
 * ``stream_error``: stream: ``after_events`` events, the route's in-stream error event, clean end;
   non-stream: a 500 with the route's error body.
+
+Hostile replies (a 200 unless said otherwise), for hardening tests:
+
+* ``deep_json``: JSON nested ``size`` deep (default 100,000) as the body, or as the first stream event.
+* ``bad_numbers``: the normal reply with every token count and cost replaced by ``value`` (JSON text such
+  as ``1e400``, ``-5``, ``NaN``, ``Infinity`` or ``2.5``); a ``cost`` is added next to the usage.
+* ``gzip_bomb``: ``Content-Encoding: gzip``, a body that decompresses to ``size`` bytes of spaces.
+* ``long_line``: one line of ``size`` bytes with no line break (written in 1 MiB pieces).
+* ``bad_utf8``: the normal reply with bytes that are not UTF-8 inside its text.
+* ``wrong_content_type``: a stream request answered with a plain body of ``content_type``.
+* ``empty_stream``: a stream request answered 200 with the stream content type and an empty body.
+* ``echo_key``: the reply text and a top-level ``echo`` field repeat the credential the request sent.
 
 CLI: ``python -m engine.testing.server [--port N] [--chunk-size N] [--max-seconds S] [--reply TEXT]``.
 """
@@ -61,11 +80,14 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:
     from ..types import HTTPRequest
 
-from .wire import FORMATS, Call, WireFormat, dumps, route, text_of
+from .wire import FORMATS, Call, WireError, WireFormat, dumps, route, text_of
 
 __all__ = ["FAULT_KINDS", "FakeServer", "Fault", "RecordedRequest"]
 
-FAULT_KINDS = frozenset({"status", "html", "truncated_json", "timeout", "reset", "cut", "stream_error"})
+FAULT_KINDS = frozenset({"status", "html", "truncated_json", "timeout", "reset", "cut", "stream_error",
+                         # hostile replies, for hardening tests
+                         "deep_json", "bad_numbers", "gzip_bomb", "long_line", "bad_utf8", "wrong_content_type",
+                         "empty_stream", "echo_key"})
 
 _MAX_HEAD = 64 * 1024
 _MAX_BODY = 64 * 1024 * 1024
@@ -88,6 +110,9 @@ class Fault:
     after_events: int = 2
     seconds: float = 5.0
     message: str = "injected failure"
+    value: str = "1e400"  # bad_numbers: the JSON text put in place of every count and cost
+    size: int = 100 * 1024 * 1024  # gzip_bomb: decompressed bytes; long_line: bytes in the line; deep_json: depth
+    content_type: str = "text/html; charset=utf-8"  # wrong_content_type
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -208,7 +233,9 @@ class FakeServer:
         Default: ``"Hello from the local server — you said: <last user text, whitespace-collapsed,
         first 60 chars> ✓"``. With ``chunks`` larger than the text, the text is repeated (space
         separated) until every delta can hold at least one character. In JSON mode the result is
-        ``json.dumps({"answer": text}, ensure_ascii=False)``.
+        ``json.dumps({"answer": text}, ensure_ascii=False)``. A default reply to a user turn with images begins
+        ``"I see <n> image(s). "``; a request ending with tool results gets ``"Results: <r1>; <r2>"``; a reply
+        that calls tools carries only the text before the calls (``""`` but for Anthropic).
         """
         if isinstance(request, dict):  # no path: any format that finds messages in it
             wire = next((w for w in FORMATS.values() if w.messages(request)), FORMATS["openai"])
@@ -472,8 +499,21 @@ class FakeServer:
             return self._faults.popleft() if self._faults else None
 
     def _texts(self, wire: WireFormat, body: dict[str, Any], json_mode: bool | None = None) -> tuple[str, str]:
-        """(base reply, sent text): the sent text is JSON-wrapped in JSON mode."""
-        base = self.reply if self.reply is not None else _default_reply(wire.messages(body))
+        """(base reply, sent text): the sent text is JSON-wrapped in JSON mode; a reply with tool calls sends the
+        text before them. Raises `WireError` for a request whose tool results or images are malformed."""
+        images = wire.images(body)
+        results = wire.tool_results(body)
+        if calls := wire.answer_calls(body):
+            text = wire.call_text(calls)
+            return text, text
+        if results is not None:
+            base = "Results: " + "; ".join(results)
+        elif self.reply is not None:
+            base = self.reply
+        else:
+            base = _default_reply(wire.messages(body))
+            if images:
+                base = f"I see {images} image(s). {base}"
         if self.chunks and base and len(base) < self.chunks:
             base = " ".join([base] * math.ceil((self.chunks + 1) / (len(base) + 1)))
         json_mode = wire.json_mode(body) if json_mode is None else json_mode
@@ -489,12 +529,14 @@ class FakeServer:
 
     def _make_call(self, wire: WireFormat, match: re.Match[str], body: dict[str, Any], number: int) -> Call:
         base, text = self._texts(wire, body)
+        calls = wire.answer_calls(body)
         words = len(wire.system_text(body).split())
         words += sum(len(text_of(m.get("content")).split()) for m in wire.messages(body))
         return Call(
-            model=wire.model(body, match), text=text, deltas=self._deltas(text), input_tokens=max(1, words),
-            stream=wire.wants_stream(body, match), number=number, base_reply=base,
+            model=wire.model(body, match), text=text, deltas=self._deltas(text) if text or not calls else [],
+            input_tokens=max(1, words), stream=wire.wants_stream(body, match), number=number, base_reply=base,
             tool_name=wire.forced_tool(body), include_usage=wire.include_usage(body), created=int(time.time()),
+            tool_calls=calls,
         )
 
     async def _handle(self, request: _Request, writer: asyncio.StreamWriter) -> bool:
@@ -537,8 +579,13 @@ class FakeServer:
                 raise _Drop
             return await self._send_json(writer, request, 400,
                                          wire.error_body(400, "request body must be a JSON object"), extra)
-        call = self._make_call(wire, match, body, number)
+        try:
+            call = self._make_call(wire, match, body, number)
+        except WireError as exc:  # tool results or images not in the format's native shape
+            return await self._send_json(writer, request, 400, wire.error_body(400, str(exc)), extra)
 
+        if fault is not None and kind in HOSTILE:
+            return await self._hostile(writer, request, wire, call, fault, extra)
         if kind == "reset" and not call.stream:
             _hard_reset(writer)
             raise _Drop
@@ -576,6 +623,92 @@ class FakeServer:
         await asyncio.sleep(0.02)
         _hard_reset(writer)
         raise _Drop
+
+
+    # ------------------------------------------------------------------ hostile replies
+
+    async def _hostile(self, writer: asyncio.StreamWriter, request: _Request, wire: WireFormat, call: Call,
+                       fault: Fault, extra: list[tuple[str, str]]) -> bool:
+        kind = fault.kind
+        stream_type = wire.stream_content_type if call.stream else "application/json"
+        if kind == "deep_json":
+            deep = b"[" * fault.size + b"]" * fault.size
+            body = (b"data: " + deep + b"\n\n") if call.stream and wire.stream_content_type != \
+                "application/x-ndjson" else deep + (b"\n" if call.stream else b"")
+            return await self._send(writer, request, fault.status if fault.status != 500 else 200, body,
+                                    stream_type, extra)
+        if kind == "bad_numbers":
+            if call.stream:
+                events = [_poison_bytes(event, fault.value) for event in wire.stream(call)]
+                return await self._send_stream(writer, request, stream_type, extra, events)
+            return await self._send(writer, request, 200, _poison_bytes(dumps(wire.reply(call)).encode(),
+                                                                        fault.value), stream_type, extra)
+        if kind == "gzip_bomb":
+            return await self._send(writer, request, 200, _gzip_bomb(fault.size), stream_type,
+                                    [*extra, ("Content-Encoding", "gzip")])
+        if kind == "long_line":
+            request.responded = True
+            headers = [("Content-Type", stream_type), ("Content-Length", str(fault.size + 6)), *extra]
+            writer.write(_head(200, headers, False) + (b"data: " if call.stream else b'"'))
+            piece = b"a" * (1024 * 1024)
+            left = fault.size - (0 if call.stream else 1)
+            while left > 0:
+                writer.write(piece[:left])
+                left -= len(piece)
+                await writer.drain()
+            raise _Drop
+        if kind == "bad_utf8":
+            call.text = call.text + "\ufffd"
+            call.deltas[-1] += "\ufffd"
+            data = b"".join(wire.stream(call)) if call.stream else dumps(wire.reply(call)).encode()
+            data = data.replace("\ufffd".encode(), b"\xff\xfe\xc3")
+            if call.stream:
+                return await self._send_stream(writer, request, stream_type, extra, [data])
+            return await self._send(writer, request, 200, data, stream_type, extra)
+        if kind == "wrong_content_type":
+            return await self._send(writer, request, 200, b"<html><body>Service temporarily rerouted</body></html>"
+                                    if "html" in fault.content_type else b"upstream says hello",
+                                    fault.content_type, extra)
+        if kind == "empty_stream":
+            return await self._send(writer, request, 200, b"", wire.stream_content_type, extra)
+        # echo_key: repeat the credential the request carried
+        credential = _credential(request)
+        call.text = f"you sent {credential}"
+        call.deltas = [call.text[:5], call.text[5:]]
+        if call.stream:
+            events = [e.replace(b"{", b'{"echo":' + json.dumps(credential).encode() + b",", 1)
+                      for e in wire.stream(call)]
+            return await self._send_stream(writer, request, stream_type, extra, events)
+        return await self._send_json(writer, request, 200, {"echo": credential, **wire.reply(call)}, extra)
+
+
+HOSTILE = frozenset({"deep_json", "bad_numbers", "gzip_bomb", "long_line", "bad_utf8", "wrong_content_type",
+                     "empty_stream", "echo_key"})
+_COUNT = re.compile(rb'("(?:[A-Za-z_]*tokens?|[A-Za-z_]*[Cc]ount|eval_count|cost|input|output)":)\s*-?[0-9.eE+]+')
+
+
+def _poison_bytes(data: bytes, value: str) -> bytes:
+    """Every token count and cost in JSON text replaced by ``value``; a ``cost`` added next to a usage object."""
+    data = _COUNT.sub(lambda m: m.group(1) + value.encode(), data)
+    return re.sub(rb'"(usage|usageMetadata)":\{', lambda m: m.group(0) + b'"cost":' + value.encode() + b",", data)
+
+
+def _gzip_bomb(size: int) -> bytes:
+    """A gzip body of ``size`` bytes of spaces: one small member, repeated (a valid multi-member gzip)."""
+    import gzip
+
+    member = gzip.compress(b" " * (1024 * 1024), compresslevel=9)
+    return member * max(1, size // (1024 * 1024))
+
+
+def _credential(request: _Request) -> str:
+    for name in ("authorization", "x-api-key", "x-goog-api-key", "api-key"):
+        if name in request.headers:
+            return request.headers[name].removeprefix("Bearer ").strip()
+    from urllib.parse import parse_qs
+
+    values = parse_qs(request.query).get("key")
+    return values[0] if values else ""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,16 +4,34 @@ One class per format. Each knows the request paths it answers (by suffix, so any
 prefix works), how to read a request body far enough to answer it, and how to write a reply,
 a stream (one bytes item per SSE event or NDJSON line, the end marker last), an error body and
 an in-stream error. The HTTP side (sockets, chunking, faults) is `engine.testing.server`.
+
+Tools, in each format's native shape: a request that offers tools (and does not forbid calls) and
+ends with a user turn holding text is answered with two parallel calls to the first tool (or the one
+``tool_choice`` names or forces), with ``{"<first string property>": "Paris"}`` and ``... "Rome"}``
+as arguments (``{}`` when the tool takes no string). A request whose last turn holds tool results is
+checked strictly (every call answered once, by id or name as the format wants, in the right place,
+Gemini's thought signature sent back) and answered ``"Results: " + "; ".join(results)``; a wrong shape
+is a `WireError`, which the server answers 400 in the format's error shape.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import itertools
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 CREATED_AT = "2026-01-01T00:00:00.000000Z"
+SIGNATURE = "c2lnLWxvY2Fs"  # base64 of "sig-local": the thought signature on Gemini's first call
+CITIES = ("Paris", "Rome")  # the arguments of the two calls
+
+
+class WireError(ValueError):
+    """A request whose native shape is wrong: the server answers 400 with this message."""
 
 
 def dumps(obj: Any) -> str:
@@ -38,25 +56,187 @@ def text_of(content: Any) -> str:
     return ""
 
 
+def pieces(text: str, n: int = 3) -> list[str]:
+    """``text`` cut into ``n`` non-empty pieces (fewer when it is shorter), as streams send arguments."""
+    n = max(1, min(n, len(text)))
+    cuts = [len(text) * i // n for i in range(n + 1)]
+    return [text[a:b] for a, b in itertools.pairwise(cuts)]
+
+
+@dataclass
+class ToolUse:
+    """One tool call the server answers with; ``id`` as the format writes it (Gemini's calls have none)."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+    @property
+    def json(self) -> str:
+        return dumps(self.arguments)
+
+    def pieces(self) -> list[str]:
+        return pieces(self.json)
+
+
 @dataclass
 class Call:
     """One completion to answer: what the reply says and how it is cut into stream deltas."""
 
     model: str
-    text: str  # what is sent as the content (JSON text in JSON mode)
+    text: str  # what is sent as the content (JSON text in JSON mode; the text before any tool calls)
     deltas: list[str]
     input_tokens: int
     stream: bool = False
     number: int = 1
     base_reply: str = ""  # the reply before JSON-mode wrapping
-    tool_name: str | None = None  # a forced tool (Anthropic): the answer is its input
+    tool_name: str | None = None  # a forced tool in JSON mode (Anthropic): the answer is its input
     include_usage: bool = False
     created: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    tool_calls: list[ToolUse] = field(default_factory=list)  # the calls the reply makes
 
     @property
     def output_tokens(self) -> int:
-        return len(self.deltas)
+        return len(self.deltas) + sum(len(call.pieces()) for call in self.tool_calls)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise WireError(message)
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def string_property(schema: Any) -> str | None:
+    """The first string property of a JSON Schema (or of Gemini's OpenAPI subset, whose types are upper-case)."""
+    for name, prop in _dict(_dict(schema).get("properties")).items():
+        kind = _dict(prop).get("type")
+        if any(isinstance(k, str) and k.lower() == "string" for k in (kind if isinstance(kind, list) else [kind])):
+            return str(name)
+    return None
+
+
+_DATA_URL = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+);base64,(?P<data>.*)", re.DOTALL)
+
+
+def _check_base64(data: Any, where: str) -> None:
+    """Raw base64 image data (not a data URL, not a web URL)."""
+    _require(isinstance(data, str) and bool(data) and not data.startswith(("data:", "http:", "https:")),
+             f"{where}: expected raw base64 image data, got {str(data)[:30]!r}")
+    try:
+        base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise WireError(f"{where}: the image data is not valid base64") from None
+
+
+def _check_image_url(url: Any, where: str) -> None:
+    """An image by URL: an http(s) URL, or a base64 ``data:image/...`` URL."""
+    _require(isinstance(url, str), f"{where}: the image URL must be a string, got {_kind(url)}")
+    if url.startswith("data:"):
+        match = _DATA_URL.fullmatch(url)
+        _require(match is not None and match["type"].startswith("image/"),
+                 f"{where}: a data URL must be data:image/<type>;base64,<data>")
+        assert match is not None
+        _check_base64(match["data"], where)
+    else:
+        _require(url.startswith(("https://", "http://")), f"{where}: an image URL must be https or a data URL")
+
+
+def _part_images(messages: list[dict[str, Any]]) -> int:
+    """``image_url`` parts of the user messages (OpenAI, Cohere), each checked."""
+    count = 0
+    for i, message in enumerate(messages):
+        if message.get("role") != "user":
+            continue
+        for j, part in enumerate(_dicts(message.get("content"))):
+            if part.get("type") == "image_url":
+                image = part.get("image_url")
+                _check_image_url(image.get("url") if isinstance(image, dict) else image, f"messages[{i}].content[{j}]")
+                count += 1
+    return count
+
+
+def _chat_results(messages: list[dict[str, Any]], *, object_arguments: bool = False) -> list[str] | None:
+    """The results of an OpenAI-shaped conversation that ends with ``role: tool`` messages, checked.
+
+    OpenAI and Cohere: the assistant message before has ``tool_calls`` (arguments JSON text) and each id is
+    answered by exactly one tool message's ``tool_call_id``. Ollama (``object_arguments``): arguments are
+    objects and each call is answered by one tool message naming it in ``tool_name``.
+    """
+    start = len(messages)
+    while start > 0 and messages[start - 1].get("role") == "tool":
+        start -= 1
+    if start == len(messages):
+        return None
+    before = messages[start - 1] if start > 0 else {}
+    calls = before.get("tool_calls")
+    _require(before.get("role") == "assistant" and isinstance(calls, list) and bool(calls),
+             f"messages[{start}]: messages with role 'tool' must be a response to a preceding assistant message "
+             "with 'tool_calls'")
+    assert isinstance(calls, list)
+    ids: list[Any] = []  # Ollama's calls may have none
+    names: list[str] = []
+    for i, call in enumerate(calls):
+        where = f"messages[{start - 1}].tool_calls[{i}]"
+        _require(isinstance(call, dict), f"{where} must be an object")
+        function = _dict(call.get("function"))
+        _require(isinstance(function.get("name"), str) and bool(function["name"]), f"{where}.function.name is missing")
+        arguments = function.get("arguments")
+        got = f"got {_kind(arguments)}"
+        if object_arguments:
+            _require(isinstance(arguments, dict), f"{where}.function.arguments must be an object, {got}")
+        else:
+            _require(call.get("type") == "function", f"{where}.type must be 'function'")
+            if not isinstance(arguments, str):
+                raise WireError(f"{where}.function.arguments must be JSON text, {got}")
+            try:
+                parsed = json.loads(arguments)
+            except ValueError:
+                raise WireError(f"{where}.function.arguments is not valid JSON: {arguments[:40]!r}") from None
+            _require(isinstance(parsed, dict), f"{where}.function.arguments must be a JSON object")
+            _require(isinstance(call.get("id"), str) and bool(call["id"]), f"{where}.id is missing")
+        ids.append(call.get("id"))
+        names.append(function["name"])
+    _require(len(set(ids)) == len(ids) or object_arguments, f"messages[{start - 1}].tool_calls: duplicate ids {ids}")
+    results = messages[start:]
+    if object_arguments:
+        for j, message in enumerate(results, start):
+            _require(isinstance(message.get("tool_name"), str), f"messages[{j}]: a tool message needs tool_name")
+            answered = message.get("tool_call_id")
+            _require(answered is None or answered in ids, f"messages[{j}]: tool_call_id {answered!r} answers no call")
+        told = [message["tool_name"] for message in results]
+        _require(Counter(told) == Counter(names), f"the tool messages answer {told} but the calls were {names}: "
+                                                  "one tool message per call, named in tool_name")
+    else:
+        answered_ids = [message.get("tool_call_id") for message in results]
+        for j, answered in enumerate(answered_ids, start):
+            _require(answered in ids, f"messages[{j}]: tool_call_id {answered!r} answers none of the calls "
+                                      f"of the assistant message before ({', '.join(ids)})")
+        missing = [i for i in ids if i not in answered_ids]
+        _require(not missing, "An assistant message with 'tool_calls' must be followed by tool messages responding "
+                              "to each 'tool_call_id'. The following tool_call_ids did not have response messages: "
+                              + ", ".join(missing))
+        _require(len(set(answered_ids)) == len(answered_ids), "each tool_call_id takes one tool message, got "
+                 + ", ".join(str(i) for i in answered_ids))
+    texts = []
+    for j, message in enumerate(results, start):
+        content = message.get("content")
+        _require(isinstance(content, str | list), f"messages[{j}].content must be text or a list of parts, "
+                                                  f"got {_kind(content)}")
+        texts.append(text_of(content))
+    return texts
 
 
 class WireFormat:
@@ -65,6 +245,7 @@ class WireFormat:
     name: ClassVar[str]
     path: ClassVar[re.Pattern[str]]  # matched against the end of the request path
     stream_content_type: ClassVar[str] = "text/event-stream; charset=utf-8"
+    call_id: ClassVar[str] = "call_local{n}"  # the ids of the calls the server makes ("" where the format has none)
 
     def matches(self, path: str) -> re.Match[str] | None:
         return self.path.search(path)
@@ -91,11 +272,63 @@ class WireFormat:
         return False
 
     def forced_tool(self, body: dict[str, Any]) -> str | None:
+        """The tool whose input is the answer in JSON mode (Anthropic's old structured output), else ``None``."""
         return None
 
     def include_usage(self, body: dict[str, Any]) -> bool:
         return False
 
+    # -- tools and images -------------------------------------------------------------------------------------
+    def tools(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The tools the request offers, in order: name -> parameters schema (OpenAI's shape here)."""
+        return {f["name"]: f.get("parameters") for f in (_dict(t.get("function")) for t in _dicts(body.get("tools")))
+                if isinstance(f.get("name"), str)}
+
+    def calls_forbidden(self, body: dict[str, Any]) -> bool:
+        """Whether ``tool_choice`` says the model must not call a tool."""
+        return False
+
+    def chosen_tool(self, body: dict[str, Any]) -> str | None:
+        """The tool ``tool_choice`` names or forces (a forced choice without a name: the first tool)."""
+        return None
+
+    def parallel(self, body: dict[str, Any]) -> bool:
+        """Whether the model may make several calls at once."""
+        return True
+
+    def tool_results(self, body: dict[str, Any]) -> list[str] | None:
+        """The texts of the tool results the conversation ends with (``None`` when its last turn holds none).
+
+        Raises `WireError` when they are not in the format's native shape or do not answer every call.
+        """
+        return None
+
+    def images(self, body: dict[str, Any]) -> int:
+        """How many images the user turns hold; raises `WireError` for one that is malformed."""
+        return 0
+
+    def call_text(self, calls: list[ToolUse]) -> str:
+        """The text a reply with tool calls carries before them."""
+        return ""
+
+    def answer_calls(self, body: dict[str, Any]) -> list[ToolUse]:
+        """The tool calls to answer with: two parallel calls (one when parallel calls are off) when tools are
+        offered, not forbidden, and the last turn is a user turn with text; else none."""
+        tools = self.tools(body)
+        if not tools or self.calls_forbidden(body) or self.forced_tool(body) is not None:
+            return []
+        messages = self.messages(body)
+        if not messages or messages[-1].get("role") != "user" or not text_of(messages[-1].get("content")).strip() \
+                or self.tool_results(body) is not None:
+            return []
+        name = self.chosen_tool(body) or next(iter(tools))
+        _require(name in tools, f"tool_choice names {name!r}, which is not among the tools ({', '.join(tools)})")
+        prop = string_property(tools[name])
+        cities = CITIES if self.parallel(body) else CITIES[:1]
+        return [ToolUse(self.call_id.format(n=n, name=name), name, {prop: city} if prop else {})
+                for n, city in enumerate(cities, 1)]
+
+    # -- writing ----------------------------------------------------------------------------------------------
     def reply(self, call: Call) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -126,6 +359,25 @@ class OpenAIChat(WireFormat):
         options = body.get("stream_options")
         return isinstance(options, dict) and options.get("include_usage") is True
 
+    def calls_forbidden(self, body: dict[str, Any]) -> bool:
+        return body.get("tool_choice") == "none"
+
+    def chosen_tool(self, body: dict[str, Any]) -> str | None:
+        choice = body.get("tool_choice")
+        if choice == "required":
+            return next(iter(self.tools(body)), None)
+        name = _dict(_dict(choice).get("function")).get("name")
+        return name if isinstance(name, str) else None
+
+    def parallel(self, body: dict[str, Any]) -> bool:
+        return body.get("parallel_tool_calls") is not False
+
+    def tool_results(self, body: dict[str, Any]) -> list[str] | None:
+        return _chat_results(self.messages(body))
+
+    def images(self, body: dict[str, Any]) -> int:
+        return _part_images(self.messages(body))
+
     @staticmethod
     def usage(call: Call) -> dict[str, Any]:
         i, o = call.input_tokens, call.output_tokens
@@ -137,11 +389,17 @@ class OpenAIChat(WireFormat):
         }
 
     def reply(self, call: Call) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": call.text, "refusal": None}
+        if call.tool_calls:  # content is null next to calls
+            message["content"] = call.text or None
+            message["tool_calls"] = [{"id": t.id, "type": "function", "function": {"name": t.name,
+                                                                                   "arguments": t.json}}
+                                     for t in call.tool_calls]
         return {
             "id": f"chatcmpl-local{call.number:04d}", "object": "chat.completion", "created": call.created,
             "model": call.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": call.text, "refusal": None},
-                         "logprobs": None, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": message, "logprobs": None,
+                         "finish_reason": "tool_calls" if call.tool_calls else "stop"}],
             "usage": self.usage(call), "system_fingerprint": "fp_local",
         }
 
@@ -154,9 +412,16 @@ class OpenAIChat(WireFormat):
             choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
             return sse({**base, "choices": [choice], **extra})
 
-        events = [chunk({"role": "assistant", "content": ""}, None)]
+        events = [chunk({"role": "assistant", "content": None if call.tool_calls else ""}, None)]
         events += [chunk({"content": d}, None) for d in call.deltas]
-        events.append(chunk({}, "stop"))
+        # Every call starts (id, name, no arguments yet), then the calls' argument pieces come interleaved.
+        events += [chunk({"tool_calls": [{"index": i, "id": t.id, "type": "function",
+                                          "function": {"name": t.name, "arguments": ""}}]}, None)
+                   for i, t in enumerate(call.tool_calls)]
+        split = [t.pieces() for t in call.tool_calls]
+        events += [chunk({"tool_calls": [{"index": i, "function": {"arguments": p[r]}}]}, None)
+                   for r in range(max(map(len, split), default=0)) for i, p in enumerate(split) if r < len(p)]
+        events.append(chunk({}, "tool_calls" if call.tool_calls else "stop"))
         if call.include_usage:
             events.append(sse({**base, "choices": [], "usage": self.usage(call)}))
         events.append(b"data: [DONE]\n\n")
@@ -180,6 +445,7 @@ class AnthropicMessages(WireFormat):
 
     name = "anthropic"
     path = re.compile(r"/messages$")
+    call_id = "toolu_local{n}"
     ERROR_TYPES: ClassVar[dict[int, str]] = {
         400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
         413: "request_too_large", 429: "rate_limit_error", 529: "overloaded_error",
@@ -197,51 +463,132 @@ class AnthropicMessages(WireFormat):
             self.forced_tool(body) is not None)
 
     def forced_tool(self, body: dict[str, Any]) -> str | None:
-        tools, choice = body.get("tools"), body.get("tool_choice")
-        if not (isinstance(tools, list) and tools and isinstance(choice, dict)):
+        # JSON mode through a forced tool: the only tool, forced, with an ``answer`` property to fill.
+        tools, choice = self.tools(body), _dict(body.get("tool_choice"))
+        name = self.chosen_tool(body)
+        if len(tools) != 1 or choice.get("type") not in ("tool", "any") or name not in tools:
             return None
+        return name if "answer" in _dict(_dict(tools[name]).get("properties")) else None
+
+    def tools(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {t["name"]: t.get("input_schema") for t in _dicts(body.get("tools")) if isinstance(t.get("name"), str)}
+
+    def calls_forbidden(self, body: dict[str, Any]) -> bool:
+        return _dict(body.get("tool_choice")).get("type") == "none"
+
+    def chosen_tool(self, body: dict[str, Any]) -> str | None:
+        choice = _dict(body.get("tool_choice"))
         if choice.get("type") == "tool" and isinstance(choice.get("name"), str):
             return str(choice["name"])
-        if choice.get("type") == "any" and isinstance(tools[0], dict) and isinstance(tools[0].get("name"), str):
-            return str(tools[0]["name"])
-        return None
+        return next(iter(self.tools(body)), None) if choice.get("type") == "any" else None
+
+    def parallel(self, body: dict[str, Any]) -> bool:
+        return _dict(body.get("tool_choice")).get("disable_parallel_tool_use") is not True
+
+    def tool_results(self, body: dict[str, Any]) -> list[str] | None:
+        messages = self.messages(body)
+        last = messages[-1] if messages else {}
+        blocks = _dicts(last.get("content"))
+        if last.get("role") != "user" or not any(b.get("type") == "tool_result" for b in blocks):
+            return None
+        n = len(messages) - 1
+        before = messages[-2] if n > 0 else {}
+        uses = [b for b in _dicts(before.get("content")) if b.get("type") == "tool_use"]
+        _require(before.get("role") == "assistant" and bool(uses),
+                 f"messages.{n}: tool_result blocks must be in the user message right after an assistant message "
+                 "with tool_use blocks")
+        for j, use in enumerate(uses):
+            where = f"messages.{n - 1}.content.{j}"
+            _require(isinstance(use.get("id"), str) and bool(use["id"]), f"{where}: tool_use.id is missing")
+            _require(isinstance(use.get("name"), str) and bool(use["name"]), f"{where}: tool_use.name is missing")
+            _require(isinstance(use.get("input"), dict), f"{where}: tool_use.input must be an object, "
+                                                         f"got {_kind(use.get('input'))}")
+        ids = [use["id"] for use in uses]
+        first_text = next((k for k, b in enumerate(blocks) if b.get("type") == "text"), len(blocks))
+        results = [(k, b) for k, b in enumerate(blocks) if b.get("type") == "tool_result"]
+        for k, block in results:
+            _require(k < first_text, f"messages.{n}.content.{k}: tool_result blocks must come before any text")
+            _require(block.get("tool_use_id") in ids,
+                     f"messages.{n}.content.{k}: unexpected `tool_use_id` found in `tool_result` blocks: "
+                     f"{block.get('tool_use_id')}. Each `tool_result` block must have a corresponding `tool_use` "
+                     "block in the previous message.")
+            _require(isinstance(block.get("content", ""), str | list),
+                     f"messages.{n}.content.{k}: tool_result content must be text or a list of blocks")
+        answered = [b["tool_use_id"] for _, b in results]
+        missing = [i for i in ids if i not in answered]
+        _require(not missing, f"messages.{n}: `tool_use` ids were found without `tool_result` blocks immediately "
+                              f"after: {', '.join(missing)}. Each `tool_use` block must have a corresponding "
+                              "`tool_result` block in the next message.")
+        _require(len(set(answered)) == len(answered), f"messages.{n}: each tool_use id takes one tool_result block")
+        return [text_of(b.get("content")) for _, b in results]
+
+    def images(self, body: dict[str, Any]) -> int:
+        count = 0
+        for i, message in enumerate(self.messages(body)):
+            if message.get("role") != "user":
+                continue
+            for j, block in enumerate(_dicts(message.get("content"))):
+                if block.get("type") != "image":
+                    continue
+                where, source = f"messages.{i}.content.{j}.source", _dict(block.get("source"))
+                if source.get("type") == "base64":
+                    media_type = source.get("media_type")
+                    _require(media_type in ("image/jpeg", "image/png", "image/gif", "image/webp"),
+                             f"{where}.media_type: {media_type!r} is not one of image/jpeg, image/png, image/gif, "
+                             "image/webp")
+                    _check_base64(source.get("data"), f"{where}.data")
+                else:
+                    _require(source.get("type") == "url", f"{where}.type must be base64 or url")
+                    _check_image_url(source.get("url"), f"{where}.url")
+                    _require(not str(source["url"]).startswith("data:"), f"{where}.url: a data URL goes as base64")
+                count += 1
+        return count
+
+    def call_text(self, calls: list[ToolUse]) -> str:
+        return f"I'll look that up with {calls[0].name}."
 
     @staticmethod
     def usage(call: Call, output_tokens: int) -> dict[str, Any]:
         return {"input_tokens": call.input_tokens, "output_tokens": output_tokens,
                 "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
 
-    def reply(self, call: Call) -> dict[str, Any]:
-        content: list[dict[str, Any]]
+    def _blocks(self, call: Call) -> list[tuple[dict[str, Any], Any, list[dict[str, Any]]]]:
+        """The reply's content blocks: (block with its content, block as it starts a stream, its stream deltas)."""
         if call.tool_name is not None:
-            content = [{"type": "tool_use", "id": "toolu_local01", "name": call.tool_name,
-                        "input": {"answer": call.base_reply}}]
-        else:
-            content = [{"type": "text", "text": call.text}]
+            block = {"type": "tool_use", "id": "toolu_local01", "name": call.tool_name}
+            return [({**block, "input": {"answer": call.base_reply}}, {**block, "input": {}},
+                     [{"type": "input_json_delta", "partial_json": d} for d in call.deltas])]
+        blocks: list[tuple[dict[str, Any], Any, list[dict[str, Any]]]] = []
+        if call.text or not call.tool_calls:
+            blocks.append(({"type": "text", "text": call.text}, {"type": "text", "text": ""},
+                           [{"type": "text_delta", "text": d} for d in call.deltas]))
+        for t in call.tool_calls:
+            block = {"type": "tool_use", "id": t.id, "name": t.name}
+            blocks.append(({**block, "input": t.arguments}, {**block, "input": {}},
+                           [{"type": "input_json_delta", "partial_json": p} for p in t.pieces()]))
+        return blocks
+
+    def reply(self, call: Call) -> dict[str, Any]:
+        calling = call.tool_name is not None or bool(call.tool_calls)
         return {
             "id": f"msg_local{call.number:04d}", "type": "message", "role": "assistant", "model": call.model,
-            "content": content, "stop_reason": "end_turn" if call.tool_name is None else "tool_use",
-            "stop_sequence": None, "usage": self.usage(call, call.output_tokens),
+            "content": [block for block, _, _ in self._blocks(call)], "stop_reason": "tool_use" if calling else
+            "end_turn", "stop_sequence": None, "usage": self.usage(call, call.output_tokens),
         }
 
     def stream(self, call: Call) -> list[bytes]:
         start = {**self.reply(call), "content": [], "stop_reason": None, "usage": self.usage(call, 1)}
-        if call.tool_name is None:
-            block: dict[str, Any] = {"type": "text", "text": ""}
-            deltas = [{"type": "text_delta", "text": d} for d in call.deltas]
-        else:
-            block = {"type": "tool_use", "id": "toolu_local01", "name": call.tool_name, "input": {}}
-            deltas = [{"type": "input_json_delta", "partial_json": d} for d in call.deltas]
-        events = [
-            sse({"type": "message_start", "message": start}, "message_start"),
-            sse({"type": "content_block_start", "index": 0, "content_block": block}, "content_block_start"),
-            sse({"type": "ping"}, "ping"),
-        ]
-        events += [sse({"type": "content_block_delta", "index": 0, "delta": d}, "content_block_delta")
-                   for d in deltas]
-        stop_reason = "end_turn" if call.tool_name is None else "tool_use"
+        events = [sse({"type": "message_start", "message": start}, "message_start")]
+        for index, (_, block, deltas) in enumerate(self._blocks(call)):
+            events.append(sse({"type": "content_block_start", "index": index, "content_block": block},
+                              "content_block_start"))
+            if index == 0:
+                events.append(sse({"type": "ping"}, "ping"))
+            events += [sse({"type": "content_block_delta", "index": index, "delta": d}, "content_block_delta")
+                       for d in deltas]
+            events.append(sse({"type": "content_block_stop", "index": index}, "content_block_stop"))
+        stop_reason = "tool_use" if call.tool_name is not None or call.tool_calls else "end_turn"
         events += [
-            sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
             sse({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": None},
                  "usage": {"output_tokens": call.output_tokens}}, "message_delta"),
             sse({"type": "message_stop"}, "message_stop"),
@@ -269,6 +616,21 @@ class OllamaChat(WireFormat):
     def json_mode(self, body: dict[str, Any]) -> bool:
         return bool(body.get("format"))
 
+    def tool_results(self, body: dict[str, Any]) -> list[str] | None:
+        return _chat_results(self.messages(body), object_arguments=True)
+
+    def images(self, body: dict[str, Any]) -> int:
+        count = 0
+        for i, message in enumerate(self.messages(body)):
+            images = message.get("images")
+            if message.get("role") != "user" or images is None:
+                continue
+            _require(isinstance(images, list), f"messages[{i}].images must be a list of base64 strings")
+            for j, data in enumerate(images):
+                _check_base64(data, f"messages[{i}].images[{j}]")
+            count += len(images)
+        return count
+
     @staticmethod
     def stats(call: Call) -> dict[str, Any]:
         load, prompt, gen = 1_000_000, call.input_tokens * 50_000, call.output_tokens * 1_000_000
@@ -276,14 +638,24 @@ class OllamaChat(WireFormat):
                 "prompt_eval_count": call.input_tokens, "prompt_eval_duration": prompt,
                 "eval_count": call.output_tokens, "eval_duration": gen}
 
+    @staticmethod
+    def calls(call: Call) -> list[dict[str, Any]]:
+        return [{"id": t.id, "function": {"index": i, "name": t.name, "arguments": t.arguments}}
+                for i, t in enumerate(call.tool_calls)]
+
     def reply(self, call: Call) -> dict[str, Any]:
-        return {"model": call.model, "created_at": CREATED_AT, "message": {"role": "assistant", "content": call.text},
+        message: dict[str, Any] = {"role": "assistant", "content": call.text}
+        if call.tool_calls:
+            message["tool_calls"] = self.calls(call)
+        return {"model": call.model, "created_at": CREATED_AT, "message": message,
                 "done_reason": "stop", "done": True, **self.stats(call)}
 
     def stream(self, call: Call) -> list[bytes]:
         head = {"model": call.model, "created_at": CREATED_AT}
-        lines = [(dumps({**head, "message": {"role": "assistant", "content": d}, "done": False}) + "\n").encode()
-                 for d in call.deltas]
+        messages: list[dict[str, Any]] = [{"role": "assistant", "content": d} for d in call.deltas]
+        if call.tool_calls:  # calls come whole, all in one line
+            messages.append({"role": "assistant", "content": "", "tool_calls": self.calls(call)})
+        lines = [(dumps({**head, "message": m, "done": False}) + "\n").encode() for m in messages]
         final = {**head, "message": {"role": "assistant", "content": ""}, "done_reason": "stop", "done": True,
                  **self.stats(call)}
         lines.append((dumps(final) + "\n").encode())
@@ -301,6 +673,7 @@ class GeminiGenerateContent(WireFormat):
 
     name = "gemini"
     path = re.compile(r"/models/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent)$")
+    call_id = ""  # functionCall parts carry no id
     STATUS: ClassVar[dict[int, str]] = {
         400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
         429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED",
@@ -326,9 +699,85 @@ class GeminiGenerateContent(WireFormat):
         generation = body.get("generationConfig")
         return isinstance(generation, dict) and generation.get("responseMimeType") == "application/json"
 
+    def tools(self, body: dict[str, Any]) -> dict[str, Any]:
+        declarations = [d for t in _dicts(body.get("tools")) for d in _dicts(t.get("functionDeclarations"))]
+        return {d["name"]: d.get("parametersJsonSchema", d.get("parameters")) for d in declarations
+                if isinstance(d.get("name"), str)}
+
     @staticmethod
-    def chunk(call: Call, text: str, output_tokens: int, finish: str | None) -> dict[str, Any]:
-        candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
+    def _calling(body: dict[str, Any]) -> dict[str, Any]:
+        return _dict(_dict(body.get("toolConfig")).get("functionCallingConfig"))
+
+    def calls_forbidden(self, body: dict[str, Any]) -> bool:
+        return self._calling(body).get("mode") == "NONE"
+
+    def chosen_tool(self, body: dict[str, Any]) -> str | None:
+        calling = self._calling(body)
+        if calling.get("mode") != "ANY":
+            return None
+        allowed = [n for n in calling.get("allowedFunctionNames") or () if isinstance(n, str)]
+        return allowed[0] if allowed else next(iter(self.tools(body)), None)
+
+    def tool_results(self, body: dict[str, Any]) -> list[str] | None:
+        contents = _dicts(body.get("contents"))
+        last = contents[-1] if contents else {}
+        answers = [(k, p) for k, p in enumerate(_dicts(last.get("parts"))) if "functionResponse" in p]
+        if last.get("role", "user") != "user" or not answers:
+            return None
+        n = len(contents) - 1
+        before = contents[-2] if n > 0 else {}
+        calls = [(k, p) for k, p in enumerate(_dicts(before.get("parts"))) if "functionCall" in p]
+        _require(before.get("role") == "model" and bool(calls),
+                 f"contents[{n}]: functionResponse parts must answer the functionCall parts of the model turn "
+                 "right before them")
+        first, part = calls[0]
+        signature = part.get("thoughtSignature")
+        _require(signature is not None, f"contents[{n - 1}].parts[{first}]: Function call is missing a "
+                                        "thought_signature in functionCall parts; send back the one it came with")
+        _require(signature == SIGNATURE, f"contents[{n - 1}].parts[{first}]: thought_signature {signature!r} is not "
+                                         f"the one the server sent ({SIGNATURE!r})")
+        _require(len(answers) == len(calls), f"contents[{n}]: Please ensure that the number of function response "
+                                             "parts is equal to the number of function call parts of the function "
+                                             f"call turn ({len(answers)} responses, {len(calls)} calls)")
+        texts = []
+        for (k, call), (j, answer) in zip(calls, answers, strict=True):
+            asked, told = _dict(call["functionCall"]), _dict(answer["functionResponse"])
+            _require(isinstance(asked.get("args", {}), dict), f"contents[{n - 1}].parts[{k}].functionCall.args must "
+                                                              "be an object")
+            _require(told.get("name") == asked.get("name"),
+                     f"contents[{n}].parts[{j}].functionResponse.name {told.get('name')!r} does not match the call "
+                     f"it answers ({asked.get('name')!r})")
+            _require("id" not in asked or told.get("id") == asked["id"],
+                     f"contents[{n}].parts[{j}].functionResponse.id must be the call's id {asked.get('id')!r}")
+            response = told.get("response")
+            _require(isinstance(response, dict), f"contents[{n}].parts[{j}].functionResponse.response must be an "
+                                                 f"object, got {_kind(response)}")
+            assert isinstance(response, dict)
+            output = response.get("output", response)
+            texts.append(output if isinstance(output, str) else json.dumps(output, ensure_ascii=False))
+        return texts
+
+    def images(self, body: dict[str, Any]) -> int:
+        count = 0
+        for i, content in enumerate(_dicts(body.get("contents"))):
+            if content.get("role", "user") != "user":
+                continue
+            for j, part in enumerate(_dicts(content.get("parts"))):
+                where = f"contents[{i}].parts[{j}]"
+                if "inlineData" in part:
+                    blob = _dict(part["inlineData"])
+                    _require(isinstance(blob.get("mimeType"), str), f"{where}.inlineData.mimeType is missing")
+                    _check_base64(blob.get("data"), f"{where}.inlineData.data")
+                    count += str(blob["mimeType"]).startswith("image/")
+                elif "fileData" in part:
+                    file = _dict(part["fileData"])
+                    _require(isinstance(file.get("fileUri"), str), f"{where}.fileData.fileUri is missing")
+                    count += str(file.get("mimeType", "")).startswith("image/")
+        return count
+
+    @staticmethod
+    def chunk(call: Call, parts: list[dict[str, Any]], output_tokens: int, finish: str | None) -> dict[str, Any]:
+        candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
         if finish:
             candidate["finishReason"] = finish
         usage = {"promptTokenCount": call.input_tokens, "candidatesTokenCount": output_tokens,
@@ -336,14 +785,24 @@ class GeminiGenerateContent(WireFormat):
         return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": call.model,
                 "responseId": f"local{call.number:04d}"}
 
+    @staticmethod
+    def call_parts(call: Call) -> list[dict[str, Any]]:
+        # With parallel calls only the first part carries the thought signature.
+        return [{"functionCall": {"name": t.name, "args": t.arguments}, **({"thoughtSignature": SIGNATURE} if i == 0
+                                                                          else {})}
+                for i, t in enumerate(call.tool_calls)]
+
     def reply(self, call: Call) -> dict[str, Any]:
-        return self.chunk(call, call.text, call.output_tokens, "STOP")
+        parts = self.call_parts(call) if call.tool_calls else [{"text": call.text}]
+        return self.chunk(call, parts, call.output_tokens, "STOP")
 
     def stream(self, call: Call) -> list[bytes]:
-        # Cumulative usage in every event; the last one has the finishReason. CRLF line ends, as Google sends.
-        last = len(call.deltas)
-        return [sse(self.chunk(call, d, i, "STOP" if i == last else None)).replace(b"\n", b"\r\n")
-                for i, d in enumerate(call.deltas, 1)]
+        # One event per text delta or call; cumulative usage in every event; the last one has the finishReason.
+        # CRLF line ends, as Google sends.
+        items = [[{"text": d}] for d in call.deltas] + [[part] for part in self.call_parts(call)]
+        last = len(items)
+        return [sse(self.chunk(call, parts, call.output_tokens * i // last, "STOP" if i == last else None))
+                .replace(b"\n", b"\r\n") for i, parts in enumerate(items, 1)]
 
     def error_body(self, status: int, message: str) -> dict[str, Any]:
         return {"error": {"code": status, "message": message,
@@ -358,6 +817,7 @@ class CohereChat(WireFormat):
 
     name = "cohere"
     path = re.compile(r"/v2/chat$")
+    call_id = "{name}_local{n}"
 
     @staticmethod
     def usage(call: Call) -> dict[str, Any]:
@@ -370,21 +830,54 @@ class CohereChat(WireFormat):
         fmt = body.get("response_format")
         return isinstance(fmt, dict) and fmt.get("type") == "json_object"
 
+    def calls_forbidden(self, body: dict[str, Any]) -> bool:
+        return body.get("tool_choice") == "NONE"
+
+    def chosen_tool(self, body: dict[str, Any]) -> str | None:
+        return next(iter(self.tools(body)), None) if body.get("tool_choice") == "REQUIRED" else None
+
+    def tool_results(self, body: dict[str, Any]) -> list[str] | None:
+        return _chat_results(self.messages(body))
+
+    def images(self, body: dict[str, Any]) -> int:
+        return _part_images(self.messages(body))
+
+    @staticmethod
+    def plan(call: Call) -> str:
+        return f"I will call {call.tool_calls[0].name} for each city." if call.tool_calls else ""
+
     def reply(self, call: Call) -> dict[str, Any]:
-        return {"id": f"local-{call.number:04d}",
-                "message": {"role": "assistant", "content": [{"type": "text", "text": call.text}]},
-                "finish_reason": "COMPLETE", "usage": self.usage(call)}
+        message: dict[str, Any] = {"role": "assistant", "content": [{"type": "text", "text": call.text}]}
+        if call.tool_calls:  # a turn that calls tools has a plan and no content
+            message = {"role": "assistant", "tool_plan": self.plan(call), "tool_calls": [
+                {"id": t.id, "type": "function", "function": {"name": t.name, "arguments": t.json}}
+                for t in call.tool_calls]}
+        return {"id": f"local-{call.number:04d}", "message": message,
+                "finish_reason": "TOOL_CALL" if call.tool_calls else "COMPLETE", "usage": self.usage(call)}
 
     def stream(self, call: Call) -> list[bytes]:
         def event(kind: str, **fields: Any) -> bytes:
             return sse({"type": kind, **fields}, kind)
 
         events = [event("message-start", id=f"local-{call.number:04d}", delta={"message": {
-            "role": "assistant", "content": [], "tool_plan": "", "tool_calls": [], "citations": []}}),
-            event("content-start", index=0, delta={"message": {"content": {"type": "text", "text": ""}}})]
-        events += [event("content-delta", index=0, delta={"message": {"content": {"text": d}}}) for d in call.deltas]
-        events += [event("content-end", index=0),
-                   event("message-end", delta={"finish_reason": "COMPLETE", "usage": self.usage(call)})]
+            "role": "assistant", "content": [], "tool_plan": "", "tool_calls": [], "citations": []}})]
+        if call.tool_calls:
+            events += [event("tool-plan-delta", delta={"message": {"tool_plan": word}})
+                       for word in re.findall(r"\s*\S+\s*", self.plan(call))]
+            for i, t in enumerate(call.tool_calls):
+                # tool_calls is one object in these events, not a list
+                events.append(event("tool-call-start", index=i, delta={"message": {"tool_calls": {
+                    "id": t.id, "type": "function", "function": {"name": t.name, "arguments": ""}}}}))
+                events += [event("tool-call-delta", index=i, delta={"message": {"tool_calls": {
+                    "function": {"arguments": p}}}}) for p in t.pieces()]
+                events.append(event("tool-call-end", index=i))
+        if call.deltas or not call.tool_calls:
+            events.append(event("content-start", index=0, delta={"message": {"content": {"type": "text", "text": ""}}}))
+            events += [event("content-delta", index=0, delta={"message": {"content": {"text": d}}})
+                       for d in call.deltas]
+            events.append(event("content-end", index=0))
+        events.append(event("message-end", delta={"finish_reason": "TOOL_CALL" if call.tool_calls else "COMPLETE",
+                                                  "usage": self.usage(call)}))
         return events
 
     def error_body(self, status: int, message: str) -> dict[str, Any]:

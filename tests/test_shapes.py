@@ -1,0 +1,158 @@
+"""Shapes (engine/shapes.py): unified messages and tools written in a provider's own JSON, and what is refused."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+
+from engine import CompletionRequest, ErrorKind
+from engine.errors import InvalidMessages, UnsupportedInput
+from engine.registry import Registry
+from engine.shapes import (
+    MessageShapes,
+    ToolShapes,
+    compile_shape,
+    data_url,
+    normalize,
+    shape_variables,
+    write_messages,
+    write_tools,
+)
+
+from .conftest import make_settings
+
+CALLS = [{"role": "user", "content": "hi"},
+         {"role": "assistant", "content": "", "tool_calls": [
+             {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}, "signature": "s"},
+             {"id": "call_2", "type": "function", "function": {"name": "g", "arguments": "{}"}}]},
+         {"role": "tool", "tool_call_id": "call_1", "content": "one"},
+         {"role": "tool", "tool_call_id": "call_2", "content": '{"x": 2}'},
+         {"role": "user", "content": "thanks"}]
+
+
+def test_a_shape_fills_variables_drops_nulls_and_keeps_literals() -> None:
+    fill = compile_shape({"a": "$x", "b": "$missing_ok", "c": ["$x", "$none", "lit"], "d": "$$price", "e": 3})
+    assert fill({"x": 1, "missing_ok": None, "none": None}) == {"a": 1, "c": [1, "lit"], "d": "$price", "e": 3}
+    assert shape_variables({"a": "$x", "b": ["$y"], "c": "$$z"}) == {"x", "y"}
+    with pytest.raises(KeyError):
+        compile_shape("$nope")({})
+
+
+def test_data_urls_are_read_and_bad_ones_refused() -> None:
+    assert data_url("data:image/png;base64,QUJD") == ("image/png", "QUJD")
+    assert data_url("data:text/plain,hi%21") == ("text/plain", "aGkh")  # not base64: encoded
+    assert data_url("https://x/a.png") is None
+    with pytest.raises(InvalidMessages, match="data URL"):
+        data_url("data:image/png;base64")
+
+
+def test_normalize_reads_parts_and_names_tool_results() -> None:
+    turns = normalize(CALLS)
+    assert [t.role for t in turns] == ["user", "assistant", "tool", "tool", "user"]
+    assert [c.values["name"] for c in turns[1].calls] == ["f", "g"] and turns[1].calls[0].values["args"] == {"a": 1}
+    result = turns[3].parts[0]
+    assert result.kind == "tool_result" and result.values["name"] == "g" and result.values["value"] == {"x": 2}
+    with pytest.raises(InvalidMessages, match="answers no earlier tool call"):
+        normalize([{"role": "tool", "tool_call_id": "nope", "content": "x"}])
+    with pytest.raises(InvalidMessages, match="not JSON text"):
+        normalize([{"role": "assistant", "tool_calls": [{"id": "1", "function": {"name": "f", "arguments": "{x"}}]}])
+
+
+def test_merging_tool_results_and_same_role_turns() -> None:
+    shapes = MessageShapes(roles={"tool": "user"}, tool_results="merge", merge_roles=True, calls="parts",
+                           message=compile_shape({"role": "$role", "content": "$content"}),
+                           parts={"text": compile_shape({"t": "$text"}), "tool_call": compile_shape({"call": "$id"}),
+                                  "tool_result": compile_shape({"result": "$id"})})
+    written = write_messages(shapes, CALLS).messages
+    assert written == [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [{"call": "call_1"}, {"call": "call_2"}]},
+        # both results and the user's next text in one user turn, results first
+        {"role": "user", "content": [{"result": "call_1"}, {"result": "call_2"}, {"t": "thanks"}]},
+    ]
+
+
+def test_a_part_without_a_shape_is_refused_but_foreign_reasoning_is_left_out() -> None:
+    shapes = MessageShapes(message=compile_shape({"role": "$role", "content": "$content"}),
+                           parts={"text": compile_shape({"t": "$text"})})
+    image = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/a.png"}}]}]
+    with pytest.raises(UnsupportedInput, match="images by URL"):
+        write_messages(shapes, image)
+    thought = [{"role": "assistant", "content": "ok", "thinking": [{"text": "t", "signature": "s"}]}]
+    assert write_messages(shapes, thought).messages == [{"role": "assistant", "content": "ok"}]
+
+
+def test_openai_shape_passes_messages_as_given_without_the_engines_keys() -> None:
+    written = write_messages(MessageShapes(), [*CALLS[:2], {**CALLS[2]}]).messages
+    assert "signature" not in written[1]["tool_calls"][0] and written[0] is not None
+    plain = [{"role": "user", "content": "hi", "name": "bob"}]
+    assert write_messages(MessageShapes(), plain).messages == plain  # untouched (no copy needed)
+
+
+def test_call_ids_fitted_to_a_length_the_same_way_for_call_and_result() -> None:
+    written = write_messages(MessageShapes(call_id_length=9), CALLS).messages
+    ids = [c["id"] for c in written[1]["tool_calls"]]
+    assert all(len(i) == 9 and i.isalnum() for i in ids)
+    assert [written[2]["tool_call_id"], written[3]["tool_call_id"]] == ids
+    assert write_messages(MessageShapes(call_id_length=9), CALLS).messages[1]["tool_calls"][0]["id"] == ids[0]
+
+
+def test_tools_and_each_kind_of_choice() -> None:
+    shapes = ToolShapes(tool=compile_shape({"n": "$name", "s": "$parameters"}),
+                        choice={"auto": compile_shape({"m": "auto", "single": "$no_parallel"}),
+                                "named": compile_shape({"m": "one", "n": "$name"})})
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    assert write_tools(shapes, [tool], None, None) == ([{"n": "f", "s": {"type": "object"}}], None)
+    assert write_tools(shapes, [tool], None, False)[1] == {"m": "auto", "single": True}
+    named = {"type": "function", "function": {"name": "f"}}
+    assert write_tools(shapes, [tool], named, None)[1] == {"m": "one", "n": "f"}
+    with pytest.raises(UnsupportedInput, match="tool_choice 'required'"):
+        write_tools(shapes, [tool], "required", None)
+    assert write_tools(ToolShapes(), [tool], "required", True) == ([tool], "required")  # OpenAI's shape: as given
+    # An API with no way to say "none" is sent no tools at all, which means the same.
+    assert write_tools(shapes, [tool], "none", None) == (None, None)
+
+
+def test_a_request_a_model_cannot_take_fails_before_anything_is_sent() -> None:
+    seen: list[httpx.Request] = []
+    client = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: seen.append(r) or httpx.Response(200)))
+    registry = Registry(make_settings())
+    cases: list[tuple[str, dict[str, Any], str]] = [
+        ("anthropic", {"seed": 1}, "does not take seed"),
+        ("ollama", {"messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "https://x/a.png"}}]}]}, "does not take image URLs"),
+        ("deepseek", {"messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,QUJD"}}]}]}, "does not take images"),
+        ("groq", {"model": "llama-3.3-70b-versatile", "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,QUJD"}}]}]}, "does not take images"),
+        ("openai", {"messages": [{"role": "user", "content": [
+            {"type": "file", "file": {"url": "https://x/a.pdf"}}]}]}, "does not take document URLs"),
+        ("cohere", {"tool_choice": {"type": "function", "function": {"name": "f"}},
+                    "tools": [{"type": "function", "function": {"name": "f"}}]}, "a named tool_choice"),
+    ]
+
+    async def go() -> None:
+        for provider, fields, message in cases:
+            request = CompletionRequest(**{"messages": [{"role": "user", "content": "hi"}], **fields})
+            instance = registry.create(provider, http_client=client)
+            response = await instance.complete(request)
+            assert response.error_kind is ErrorKind.INVALID_REQUEST and message in (response.error or ""), response
+            assert "nothing was sent" in (response.error or "")
+            streamed = await instance.stream_complete(request).final()
+            assert streamed.error_kind is ErrorKind.INVALID_REQUEST
+
+    asyncio.run(go())
+    assert seen == []
+
+
+def test_a_vision_model_of_a_provider_takes_images_its_others_refuse() -> None:
+    image = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,QUJD"}}]}]
+    provider = Registry(make_settings()).create("groq")
+    body = provider.render(CompletionRequest(messages=image,  # type: ignore[attr-defined]
+                                             model="meta-llama/llama-4-scout-17b-16e-instruct")).json
+    assert body["messages"][0]["content"][0]["type"] == "image_url"
+    with pytest.raises(UnsupportedInput, match="groq/unlisted-model does not take images"):
+        provider.render(CompletionRequest(messages=image, model="unlisted-model"))  # type: ignore[attr-defined]

@@ -1,0 +1,215 @@
+"""The public test-support package: wire formats, the fake server, replayed replies and the pytest plugin."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from engine import CompletionRequest, Settings
+from engine.extract import http_error
+from engine.registry import Registry
+from engine.render import prepare, render
+from engine.stream import StreamState
+from engine.testing import FORMATS, FakeServer, Fault, RecordedRequest, replay_client
+from engine.testing.wire import Call, route
+
+NATIVE = {"anthropic": "anthropic", "ollama": "ollama", "gemini": "gemini", "cohere": "cohere"}
+CALL = Call(model="m-1", text="Hello wörld ✓", deltas=["Hello", " wörld", " ✓"], input_tokens=3)
+HI = [{"role": "user", "content": "  hi\n  there  "}]
+
+
+def _parts(failure: Any) -> tuple[Any, Any, Any]:
+    return failure.error, failure.kind, failure.payload
+
+
+def test_every_bundled_provider_path_is_routed(registry: Registry, settings: Settings) -> None:
+    checked = 0
+    for name in registry.names():
+        compiled = registry.compiled(name)
+        if compiled.spec.backend is not None:
+            continue
+        request = CompletionRequest(messages=HI, model=compiled.spec.default_model or "example-model")
+        for stream in (False, True):
+            path = urlsplit(render(prepare(compiled, settings), request, stream).url).path
+            routed = route(path)
+            assert routed is not None, (name, path)
+            assert routed[0].name == NATIVE.get(name, "openai"), (name, path)
+            checked += 1
+    assert checked >= 2 * 19
+
+
+@pytest.mark.parametrize(("path", "name"), [
+    ("/v1/chat/completions", "openai"), ("/openai/deployments/x/chat/completions", "openai"),
+    ("/chat/completions/", "openai"), ("/v1beta/models/gemini-2.5-flash:streamGenerateContent", "gemini"),
+    ("/v1/models/g:generateContent", "gemini"), ("/v2/chat", "cohere"), ("/api/chat", "ollama"),
+    ("/v1/messages", "anthropic"),
+])
+def test_route_by_path_ending(path: str, name: str) -> None:
+    routed = route(path)
+    assert routed is not None and routed[0] is FORMATS[name]
+
+
+def test_gemini_route_carries_model_and_method() -> None:
+    routed = route("/v1beta/models/gemini-2.5-flash:streamGenerateContent")
+    assert routed is not None
+    wire, match = routed
+    assert wire.model({}, match) == "gemini-2.5-flash" and wire.wants_stream({}, match)
+
+
+@pytest.mark.parametrize("path", ["/", "/health", "/v1/embeddings", "/v1/chat/completions/extra", "/v2/chats",
+                                  "/models/a/b:generateContent"])
+def test_unanswered_paths(path: str) -> None:
+    assert route(path) is None
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_reply_is_read_by_the_bundled_provider(registry: Registry, name: str) -> None:
+    content = registry.compiled(name).response["content"]
+    assert content.text(FORMATS[name].reply(CALL)) == CALL.text
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_stream_ends_with_its_end_marker_and_the_engine_reads_it(registry: Registry, name: str) -> None:
+    events = FORMATS[name].stream(CALL)
+    last = events[-1].decode()
+    marker = {"openai": "data: [DONE]", "anthropic": "event: message_stop", "ollama": '"done":true',
+              "gemini": '"finishReason":"STOP"', "cohere": "event: message-end"}[name]
+    assert marker in last and all(marker not in e.decode() for e in events[:-1])
+    stream = registry.compiled(name).stream
+    assert stream is not None
+    state = StreamState(stream)
+    state.feed(b"".join(events))
+    state.close()
+    assert state.content == CALL.text and state.ended and state.error is None
+    cut = StreamState(stream)
+    cut.feed(b"".join(events[:-1]))
+    cut.close()
+    assert not cut.ended
+
+
+def test_openai_stream_usage_only_when_asked() -> None:
+    plain = FORMATS["openai"].stream(CALL)
+    asked = FORMATS["openai"].stream(Call(**{**CALL.__dict__, "include_usage": True}))
+    assert len(asked) == len(plain) + 1
+    assert json.loads(asked[-2].removeprefix(b"data: "))["usage"]["completion_tokens"] == 3
+
+
+@pytest.mark.parametrize(("name", "status", "kind"), [
+    ("openai", 401, "auth"), ("openai", 429, "rate_limit"), ("openai", 500, "server"),
+    ("anthropic", 529, "server"), ("anthropic", 404, "not_found"), ("anthropic", 400, "invalid_request"),
+    ("gemini", 429, "rate_limit"), ("gemini", 403, "auth"), ("ollama", 404, "not_found"), ("cohere", 429, "rate_limit"),
+])
+def test_error_bodies_are_read_by_the_bundled_provider(registry: Registry, name: str, status: int, kind: str) -> None:
+    body = FORMATS[name].error_body(status, "it broke")
+    text, found, _ = _parts(http_error(registry.compiled(name), status, json.dumps(body).encode(), None))
+    assert text.startswith(f"HTTP {status}: it broke") and found == kind
+
+
+def test_error_body_shapes() -> None:
+    assert FORMATS["openai"].error_body(429, "m")["error"]["code"] == "rate_limit_exceeded"
+    assert FORMATS["anthropic"].error_body(529, "m") == {"type": "error", "error": {"type": "overloaded_error",
+                                                                                    "message": "m"}}
+    assert FORMATS["anthropic"].error_body(502, "m")["error"]["type"] == "api_error"
+    assert FORMATS["gemini"].error_body(502, "m")["error"] == {"code": 502, "message": "m", "status": "INTERNAL"}
+    assert FORMATS["ollama"].error_body(500, "m") == {"error": "m"}
+    assert FORMATS["cohere"].error_body(500, "m")["message"] == "m"
+
+
+def test_reply_for_a_recorded_a_rendered_and_a_bare_request(registry: Registry, settings: Settings) -> None:
+    server = FakeServer()
+    expected = "Hello from the local server — you said: hi there ✓"
+    body = {"model": "m", "messages": HI}
+    assert server.reply_for(body) == expected
+    assert server.reply_for(RecordedRequest("POST", "/v1/chat/completions", "", {}, json.dumps(body).encode())) == (
+        expected)
+    rendered = render(prepare(registry.compiled("gemini"), settings), CompletionRequest(messages=HI))
+    assert server.reply_for(rendered) == expected
+    json_mode = {**body, "response_format": {"type": "json_object"}}
+    assert json.loads(server.reply_for(json_mode)) == {"answer": expected}
+    assert FakeServer(reply="fixed").reply_for(body) == "fixed"
+    with pytest.raises(ValueError, match="does not answer '/v1/embeddings'"):
+        server.reply_for(RecordedRequest("POST", "/v1/embeddings", "", {}, b"{}"))
+
+
+def test_unknown_path_is_404_and_get_on_an_api_path_is_405(local_server: FakeServer) -> None:
+    with httpx.Client(base_url=local_server.base_url, timeout=5.0) as client:
+        assert client.get("/health").json() == {"ok": True}
+        missing = client.post("/v1/embeddings", json={})
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+        wrong = client.get("/v1/messages")
+        assert wrong.status_code == 405 and wrong.json() == FORMATS["anthropic"].error_body(405, "use POST")
+
+
+def test_a_fault_is_consumed_by_exactly_one_api_request() -> None:
+    body = {"model": "m", "messages": HI}
+    with FakeServer(chunk_size=None, max_seconds=60) as server, \
+            httpx.Client(base_url=server.base_url, timeout=5.0) as client:
+        server.inject(Fault("status", status=503, retry_after="2"))
+        assert client.get("/health").status_code == 200  # not an API request: the fault waits
+        assert client.post("/v1/nothing", json=body).status_code == 404
+        failed = client.post("/v1/chat/completions", json=body)
+        assert failed.status_code == 503 and failed.headers["retry-after"] == "2"
+        assert failed.json()["error"]["message"] == "injected failure"
+        ok = client.post("/v1/chat/completions", json=body)
+        assert ok.status_code == 200 and ok.json()["choices"][0]["message"]["content"] == server.reply_for(body)
+        assert [r.path for r in server.requests][-2:] == ["/v1/chat/completions"] * 2
+    with pytest.raises(ValueError, match="unknown fault kind"):
+        Fault("bogus")
+
+
+def test_replay_client_sends_the_body_in_pieces_and_records_requests() -> None:
+    async def go() -> tuple[list[bytes], list[httpx.Request]]:
+        client, seen = replay_client(201, b"0123456789ab", {"x-id": "7"}, piece=5)
+        async with client, client.stream("POST", "https://example.test/v1/chat", content=b"hello") as response:
+            assert response.status_code == 201 and response.headers["x-id"] == "7"
+            return [piece async for piece in response.aiter_raw()], seen
+
+    pieces, seen = asyncio.run(go())
+    assert pieces == [b"01234", b"56789", b"ab"]
+    assert len(seen) == 1 and seen[0].content == b"hello" and seen[0].url.path == "/v1/chat"
+    with pytest.raises(ValueError, match="piece"):
+        replay_client(200, b"", piece=0)
+
+
+PLUGIN_TESTS = """\
+import asyncio
+import os
+
+from engine import CompletionRequest, get_provider
+
+
+def test_settings_point_at_the_server(fake_llm_server, fake_llm_settings):
+    assert fake_llm_settings.base_urls["anthropic"] == fake_llm_server.base_url
+    assert fake_llm_settings.api_keys["groq"].get_secret_value() == "test-key"
+    assert fake_llm_settings.max_retries == 0
+
+    async def call():
+        async with get_provider("groq", fake_llm_settings) as provider:
+            return await provider.complete(CompletionRequest(messages=[{"role": "user", "content": "ping"}]))
+
+    result = asyncio.run(call())
+    assert result.success and result.content == fake_llm_server.reply_for(fake_llm_server.requests[-1])
+
+
+def test_httpx_pool(httpx_pool):
+    assert httpx_pool == os.environ["GENAI_HTTP_TRANSPORT"] == "httpx"
+"""
+
+
+def test_pytest_plugin_fixtures(tmp_path: Path) -> None:
+    (tmp_path / "test_uses_plugin.py").write_text(textwrap.dedent(PLUGIN_TESTS), encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "engine.testing.pytest_plugin", "-p", "no:cacheprovider",
+         "test_uses_plugin.py"], cwd=tmp_path, env=dict(os.environ), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout
