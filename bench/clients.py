@@ -2,7 +2,9 @@
 
 A client has ``async complete(fmt) -> str`` (the reply text), ``stream(fmt)`` (an async iterator of
 text deltas, in order) and ``aclose()``; ``fmt`` is the wire format: ``openai``, ``anthropic`` or
-``ollama``. `CLIENTS` lists them; each is built by `make` inside its own worker process, so a
+``ollama``, or ``tools``: OpenAI's with two parallel tool calls, where the deltas are the calls' argument
+pieces as they arrive and a client checks at the end that both calls came out whole (valid JSON).
+`CLIENTS` lists them; each is built by `make` inside its own worker process, so a
 process imports only its own library.
 
 - ``httpx`` is the floor: a hand-written ``httpx.AsyncClient`` POST with ``json=``, ``r.json()`` and a
@@ -30,9 +32,21 @@ MESSAGES = [
     {"role": "user", "content": "Write one friendly sentence about foxes."},
 ]
 MAX_TOKENS = 64
-MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "ollama": "llama3.2"}
-PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages", "ollama": "/api/chat"}
+MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "ollama": "llama3.2", "tools": "gpt-4o-mini"}
+PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages", "ollama": "/api/chat",
+         "tools": "/v1/chat/completions"}
 FORMATS = tuple(MODELS)
+TOOLS = [{"type": "function", "function": {
+    "name": name, "description": f"{name} a text",
+    "parameters": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}}}
+    for name in server.TOOL_NAMES]
+
+
+def tool_text(arguments: list[str]) -> str:
+    """The reply text a tools reply carries: the calls' ``text`` arguments joined (each must be JSON)."""
+    if len(arguments) != 2:
+        raise RuntimeError(f"tools: {len(arguments)} tool calls, expected 2")
+    return "".join(json.loads(a)["text"] for a in arguments)
 
 
 class Unsupported(Exception):
@@ -46,7 +60,7 @@ class MockKit:
         self.words, self.chunks, self.calls = words, chunks, 0
         self.bodies: dict[tuple[str, bool], tuple[bytes, list[tuple[str, str]]]] = {}
         for fmt, model in MODELS.items():
-            shown = server.MODEL_SNAPSHOT if fmt == "openai" else model
+            shown = server.MODEL_SNAPSHOT if fmt in ("openai", "tools") else model
             ctype = "application/x-ndjson" if fmt == "ollama" else "text/event-stream; charset=utf-8"
             self.bodies[fmt, False] = (server.completion_body(fmt, shown, words),
                                        [("content-type", "application/json")])
@@ -55,6 +69,8 @@ class MockKit:
     def pick(self, path: str, content: bytes) -> tuple[bytes, list[tuple[str, str]]]:
         self.calls += 1
         fmt = "anthropic" if path.endswith("/messages") else "ollama" if path.endswith("/api/chat") else "openai"
+        if fmt == "openai" and b'"tools"' in content:
+            fmt = "tools"
         if fmt == "ollama":
             stream = b'"stream": false' not in content and b'"stream":false' not in content
         else:
@@ -93,12 +109,14 @@ class RawHTTP:
         if fmt == "anthropic":
             body["system"] = MESSAGES[0]["content"]
             body["messages"] = MESSAGES[1:]
+        if fmt == "tools":
+            body["tools"] = TOOLS
         if fmt == "ollama":
             body = {"model": MODELS[fmt], "messages": MESSAGES, "stream": stream,
                     "options": {"temperature": 0.0, "num_predict": MAX_TOKENS}}
         elif stream:
             body["stream"] = True
-            if fmt == "openai":
+            if fmt in ("openai", "tools"):
                 body["stream_options"] = {"include_usage": True}
         return body
 
@@ -108,6 +126,8 @@ class RawHTTP:
         data = r.json()
         if fmt == "openai":
             return data["choices"][0]["message"]["content"]
+        if fmt == "tools":
+            return tool_text([c["function"]["arguments"] for c in data["choices"][0]["message"]["tool_calls"]])
         if fmt == "anthropic":
             return "".join(b["text"] for b in data["content"] if b["type"] == "text")
         return data["message"]["content"]
@@ -123,6 +143,7 @@ class RawHTTP:
                         if text:
                             yield text
                 return
+            calls: dict[int, list[str]] = {}
             async for line in r.aiter_lines():
                 if not line.startswith("data: "):
                     continue  # blank separators and "event:" lines; the type is in the data too
@@ -130,6 +151,14 @@ class RawHTTP:
                 if data == "[DONE]":
                     continue  # read on to the end of the body so the connection is reused
                 event = loads(data)
+                if fmt == "tools":
+                    choices = event["choices"]
+                    for call in (choices[0]["delta"].get("tool_calls") or ()) if choices else ():
+                        piece = call["function"].get("arguments")
+                        if piece:
+                            calls.setdefault(call["index"], []).append(piece)
+                            yield piece
+                    continue
                 if fmt == "openai":
                     choices = event["choices"]
                     text = choices[0]["delta"].get("content") if choices else None
@@ -137,6 +166,8 @@ class RawHTTP:
                     text = event["delta"].get("text") if event["type"] == "content_block_delta" else None
                 if text:
                     yield text
+            if fmt == "tools":
+                tool_text(["".join(calls[k]) for k in sorted(calls)])  # both calls whole, valid JSON
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -157,18 +188,29 @@ class EngineClient:
         )
         self.engine = engine.Engine(settings, http_client=http_client)
         self.http_client = http_client
-        self.models = {fmt: f"{fmt}/{model}" for fmt, model in MODELS.items()}
+        self.models = {fmt: f"{'openai' if fmt == 'tools' else fmt}/{model}" for fmt, model in MODELS.items()}
 
     async def complete(self, fmt: str) -> str:
-        r = await self.engine.acomplete(self.models[fmt], MESSAGES, max_tokens=MAX_TOKENS, temperature=0.0)
+        tools = {"tools": TOOLS} if fmt == "tools" else {}
+        r = await self.engine.acomplete(self.models[fmt], MESSAGES, max_tokens=MAX_TOKENS, temperature=0.0,
+                                        **tools)
         if not r.success:
             raise RuntimeError(f"engine call failed: {r.error}")
-        return r.content
+        return tool_text([c.arguments for c in r.tool_calls]) if fmt == "tools" else r.content
 
     async def stream(self, fmt: str) -> AsyncIterator[str]:
-        s = self.engine.astream(self.models[fmt], MESSAGES, max_tokens=MAX_TOKENS, temperature=0.0)
-        async for text in s:
-            yield text
+        if fmt == "tools":
+            s = self.engine.astream(self.models[fmt], MESSAGES, max_tokens=MAX_TOKENS, temperature=0.0,
+                                    tools=TOOLS)
+            async for event in s.events():
+                if event.type == "tool_arguments":
+                    yield event.text
+            if s.response is not None and s.response.success:
+                tool_text([c.arguments for c in s.response.tool_calls])
+        else:
+            s = self.engine.astream(self.models[fmt], MESSAGES, max_tokens=MAX_TOKENS, temperature=0.0)
+            async for text in s:
+                yield text
         if s.response is None or not s.response.success:
             raise RuntimeError(f"engine stream failed: {s.response and s.response.error}")
 
@@ -214,17 +256,31 @@ class OpenAISDK:
         self.client = AsyncOpenAI(**kw)
 
     async def complete(self, fmt: str) -> str:
+        tools = {"tools": TOOLS} if fmt == "tools" else {}
         r = await self.client.chat.completions.create(model=MODELS["openai"], messages=MESSAGES,  # type: ignore
-                                                      max_tokens=MAX_TOKENS, temperature=0.0)
+                                                      max_tokens=MAX_TOKENS, temperature=0.0, **tools)
+        if fmt == "tools":
+            return tool_text([c.function.arguments for c in r.choices[0].message.tool_calls or ()])
         return r.choices[0].message.content or ""
 
     async def stream(self, fmt: str) -> AsyncIterator[str]:
+        tools = {"tools": TOOLS} if fmt == "tools" else {}
         s = await self.client.chat.completions.create(  # type: ignore
             model=MODELS["openai"], messages=MESSAGES, max_tokens=MAX_TOKENS, temperature=0.0, stream=True,
-            stream_options={"include_usage": True})
+            stream_options={"include_usage": True}, **tools)
+        calls: dict[int, list[str]] = {}
         async for chunk in s:
-            if chunk.choices and chunk.choices[0].delta.content:
-                yield chunk.choices[0].delta.content
+            if not chunk.choices:
+                continue
+            delta = chunk.choices[0].delta
+            if delta.content:
+                yield delta.content
+            for call in delta.tool_calls or ():
+                if call.function and call.function.arguments:
+                    calls.setdefault(call.index, []).append(call.function.arguments)
+                    yield call.function.arguments
+        if fmt == "tools":
+            tool_text(["".join(calls[k]) for k in sorted(calls)])
 
     async def aclose(self) -> None:
         await self.client.close()
@@ -244,16 +300,31 @@ class LiteLLM:
                                             http_client=mock.client(httpx2))
 
     async def complete(self, fmt: str) -> str:
+        tools = {"tools": TOOLS} if fmt == "tools" else {}
         r = await self.acompletion(model="openai/" + MODELS["openai"], messages=MESSAGES, max_tokens=MAX_TOKENS,
-                                   temperature=0.0, **self.kw)
+                                   temperature=0.0, **tools, **self.kw)
+        if fmt == "tools":
+            return tool_text([c.function.arguments for c in r.choices[0].message.tool_calls or ()])
         return r.choices[0].message.content
 
     async def stream(self, fmt: str) -> AsyncIterator[str]:
+        tools = {"tools": TOOLS} if fmt == "tools" else {}
         s = await self.acompletion(model="openai/" + MODELS["openai"], messages=MESSAGES, max_tokens=MAX_TOKENS,
-                                   temperature=0.0, stream=True, stream_options={"include_usage": True}, **self.kw)
+                                   temperature=0.0, stream=True, stream_options={"include_usage": True}, **tools,
+                                   **self.kw)
+        calls: dict[int, list[str]] = {}
         async for chunk in s:
-            if chunk.choices and chunk.choices[0].delta.content:
-                yield chunk.choices[0].delta.content
+            if not chunk.choices:
+                continue
+            delta = chunk.choices[0].delta
+            if delta.content:
+                yield delta.content
+            for call in delta.tool_calls or ():
+                if call.function and call.function.arguments:
+                    calls.setdefault(call.index, []).append(call.function.arguments)
+                    yield call.function.arguments
+        if fmt == "tools":
+            tool_text(["".join(calls[k]) for k in sorted(calls)])
 
     async def aclose(self) -> None:
         client = self.kw.get("client")
@@ -318,9 +389,9 @@ CLIENTS: dict[str, Spec] = {s.name: s for s in (
     Spec("engine+aiohttp", _engine("aiohttp"), "import engine, httpx_aiohttp", formats=("openai",), peer=True,
          sockets_only=True,
          note="engine on httpx over httpx_aiohttp.AiohttpTransport"),
-    Spec("openai", OpenAISDK, "import openai", formats=("openai",), peer=True,
+    Spec("openai", OpenAISDK, "import openai", formats=("openai", "tools"), peer=True,
          note="AsyncOpenAI().chat.completions.create"),
-    Spec("litellm", LiteLLM, "import litellm", formats=("openai",), peer=True,
+    Spec("litellm", LiteLLM, "import litellm", formats=("openai", "tools"), peer=True,
          note="litellm.acompletion(model='openai/...')"),
 )}
 

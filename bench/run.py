@@ -622,7 +622,8 @@ def targets(S: dict[str, Any], res: dict[str, Any], a: argparse.Namespace) -> li
     mock = get("mock_seq", ENGINE, "diff_us")
     add("in-process: <= 100 µs of engine work per call (engine - httpx, mock transport)",
         None if mock is None else mock <= 100, f"{fmt(mock, '+.0f')} µs", "mock phase not run")
-    for f, label in (("openai", "OpenAI SSE"), ("anthropic", "Anthropic SSE"), ("ollama", "Ollama NDJSON")):
+    for f, label in (("openai", "OpenAI SSE"), ("anthropic", "Anthropic SSE"), ("ollama", "Ollama NDJSON"),
+                     ("tools", "OpenAI SSE, two parallel tool calls")):
         d = get(f"stream_{f}", ENGINE, "diff_us")
         add(f"stream {label}: <= 20 µs per chunk over the floor", None if d is None else d <= 20,
             f"{fmt(d, '+.1f')} µs/chunk", "stream phase not run")

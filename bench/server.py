@@ -6,10 +6,12 @@ precomputed, so that the client, not the server, is what is measured. It runs in
 ``engine.localserver`` is built for fault injection and awkward chunk boundaries, not speed
 (see README.md for the figures).
 
-Routes: ``POST /v1/chat/completions`` (OpenAI), ``POST /v1/messages`` (Anthropic), ``POST /api/chat``
-(Ollama; streams unless ``"stream": false``); ``GET /health``; ``GET /stats`` and ``POST /stats/reset``
-(request and connection counters, to catch retries and lost keep-alive); ``POST /config`` with a JSON
-object changes the stream shape (``chunks``, ``gap_ms``, ``hold``, ``hold_ms``) for the following requests.
+Routes: ``POST /v1/chat/completions`` (OpenAI; a request with ``tools`` gets the ``tools`` format: two
+parallel tool calls whose argument pieces interleave, one piece per chunk), ``POST /v1/messages`` (Anthropic),
+``POST /api/chat`` (Ollama; streams unless ``"stream": false``); ``GET /health``; ``GET /stats`` and ``POST
+/stats/reset`` (request and connection counters, to catch retries and lost keep-alive); ``POST /config`` with
+a JSON object changes the stream shape (``chunks``, ``gap_ms``, ``hold``, ``hold_ms``) for the following
+requests.
 
 Streams: the head and the first event are written, then after ``gap_ms`` (the first event arrives
 alone, as from a model) the rest of the precomputed stream in one write, so the client sets the pace.
@@ -46,7 +48,10 @@ WORDS = _SENTENCE.split()
 ROUTES = {b"/v1/chat/completions": "openai", b"/chat/completions": "openai", b"/v1/messages": "anthropic",
           b"/api/chat": "ollama"}
 # Index of the first event that carries text: the server sends up to it, then pauses.
-FIRST_TEXT_EVENT = {"openai": 0, "anthropic": 3, "ollama": 0}
+FIRST_TEXT_EVENT = {"openai": 0, "anthropic": 3, "ollama": 0, "tools": 0}
+TOOL_NAMES = ("lookup", "note")
+ARGS_OPEN, ARGS_CLOSE = '{"text":"', '"}'
+
 REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed",
            411: b"Length Required", 413: b"Payload Too Large", 431: b"Request Header Fields Too Large"}
 
@@ -56,9 +61,16 @@ def completion_text(words: int) -> str:
     return " ".join(WORDS[i % len(WORDS)] for i in range(words))
 
 
-def stream_text(chunks: int) -> str:
-    """The concatenated deltas of a stream of ``chunks`` content events."""
-    return "".join(delta(i) for i in range(chunks))
+def stream_text(chunks: int, fmt: str = "openai") -> str:
+    """The concatenated deltas of a stream of ``chunks`` content events; for ``tools``, of its argument
+    pieces in the order they arrive (both calls open, the interleaved pieces, both close)."""
+    text = "".join(delta(i) for i in range(chunks))
+    return ARGS_OPEN * 2 + text + ARGS_CLOSE * 2 if fmt == "tools" else text
+
+
+def tool_arguments(chunks: int) -> list[str]:
+    """The whole JSON arguments of the two calls of a ``tools`` stream."""
+    return [ARGS_OPEN + "".join(delta(i) for i in range(k, chunks, 2)) + ARGS_CLOSE for k in (0, 1)]
 
 
 def delta(i: int) -> str:
@@ -73,13 +85,19 @@ def completion_body(fmt: str, model: str, words: int) -> bytes:
     """A realistic non-streamed response body in one of the three formats."""
     text = completion_text(words)
     out = max(1, round(words * 1.3))
-    if fmt == "openai":
+    if fmt in ("openai", "tools"):
+        message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None, "annotations": []}
+        if fmt == "tools":  # the reply text is the first call's "text" argument
+            message["content"] = None
+            message["tool_calls"] = [
+                {"id": f"call_bench{k}", "type": "function",
+                 "function": {"name": TOOL_NAMES[k], "arguments": json.dumps({"text": text if k == 0 else ""})}}
+                for k in (0, 1)]
         return _dumps({
             "id": "chatcmpl-BENCH0123456789abcdefghijkl", "object": "chat.completion", "created": 1764000000,
             "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None,
-                                                 "annotations": []},
-                         "logprobs": None, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": message, "logprobs": None,
+                         "finish_reason": "tool_calls" if fmt == "tools" else "stop"}],
             "usage": {"prompt_tokens": 25, "completion_tokens": out, "total_tokens": 25 + out,
                       "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
                       "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
@@ -104,7 +122,7 @@ def completion_body(fmt: str, model: str, words: int) -> bytes:
 
 def stream_events(fmt: str, model: str, chunks: int) -> list[bytes]:
     """Every event (SSE) or line (NDJSON) of a stream with ``chunks`` content deltas, in order."""
-    if fmt == "openai":
+    if fmt in ("openai", "tools"):
         base = {"id": "chatcmpl-BENCH0123456789abcdefghijkl", "object": "chat.completion.chunk",
                 "created": 1764000000, "model": model, "service_tier": "default",
                 "system_fingerprint": "fp_bench01"}
@@ -115,9 +133,23 @@ def stream_events(fmt: str, model: str, chunks: int) -> list[bytes]:
         def choice(d: dict[str, Any], finish: str | None = None) -> list[Any]:
             return [{"index": 0, "delta": d, "logprobs": None, "finish_reason": finish}]
 
-        out = [event(choice({"role": "assistant", "content": delta(0), "refusal": None}))]
-        out += [event(choice({"content": delta(i)})) for i in range(1, chunks)]
-        out.append(event(choice({}, "stop")))
+        if fmt == "tools":
+            def piece(k: int, args: str, head: bool = False) -> dict[str, Any]:
+                call: dict[str, Any] = {"index": k, "function": {"arguments": args}}
+                if head:
+                    call.update(id=f"call_bench{k}", type="function")
+                    call["function"]["name"] = TOOL_NAMES[k]
+                return {"tool_calls": [call]}
+
+            out = [event(choice({"role": "assistant", "content": None, **piece(0, ARGS_OPEN, True)})),
+                   event(choice(piece(1, ARGS_OPEN, True)))]
+            out += [event(choice(piece(i % 2, delta(i)))) for i in range(chunks)]
+            out += [event(choice(piece(k, ARGS_CLOSE))) for k in (0, 1)]
+            out.append(event(choice({}, "tool_calls")))
+        else:
+            out = [event(choice({"role": "assistant", "content": delta(0), "refusal": None}))]
+            out += [event(choice({"content": delta(i)})) for i in range(1, chunks)]
+            out.append(event(choice({}, "stop")))
         out.append(event([], {"prompt_tokens": 25, "completion_tokens": chunks, "total_tokens": 25 + chunks,
                               "prompt_tokens_details": {"cached_tokens": 0},
                               "completion_tokens_details": {"reasoning_tokens": 0}}))
@@ -195,7 +227,7 @@ class Config:
     def body(self, fmt: str, model: str) -> bytes:
         key = ("c", fmt, model, self.words)
         if key not in self.cache:
-            body = completion_body(fmt, MODEL_SNAPSHOT if fmt == "openai" else model, self.words)
+            body = completion_body(fmt, MODEL_SNAPSHOT if fmt in ("openai", "tools") else model, self.words)
             ctype = b"application/json"
             self.cache[key] = _head(200, ctype, len(body)) + body
         return self.cache[key]
@@ -204,8 +236,8 @@ class Config:
         """(head + events up to the first text delta, the rest with the terminating chunk), chunked."""
         key = ("s", fmt, model, self.chunks)
         if key not in self.cache:
-            events = [_chunk(e) for e in stream_events(fmt, MODEL_SNAPSHOT if fmt == "openai" else model,
-                                                       self.chunks)]
+            shown = MODEL_SNAPSHOT if fmt in ("openai", "tools") else model
+            events = [_chunk(e) for e in stream_events(fmt, shown, self.chunks)]
             first = FIRST_TEXT_EVENT[fmt] + 1
             ctype = b"application/x-ndjson" if fmt == "ollama" else b"text/event-stream; charset=utf-8"
             self.cache[key] = (_head(200, ctype, None) + b"".join(events[:first]),
@@ -322,6 +354,8 @@ class Connection(asyncio.Protocol):
             self.fail(400, "body must be a JSON object with model and messages")
             return
         cfg.stats["requests"] += 1
+        if fmt == "openai" and "tools" in request:
+            fmt = "tools"
         stream = request.get("stream", fmt == "ollama")
         assert self.transport is not None
         if not stream:

@@ -80,7 +80,7 @@ class Worker:
 
     async def check_stream(self, client: Any, fmt: str, chunks: int) -> None:
         parts = [t async for t in client.stream(fmt)]
-        if "".join(parts) != server.stream_text(chunks):
+        if "".join(parts) != server.stream_text(chunks, fmt):
             raise RuntimeError(f"{fmt}: wrong stream text ({len(parts)} deltas)")
 
     async def ensure_mock(self, warm: int) -> None:
@@ -149,11 +149,11 @@ class Worker:
         end, c1 = pc(), cpu()
         return {"ttfc_ns": (first or end) - t0, "total_ns": end - t0, "chunks": n,
                 "per_chunk_ns": (end - second) / (n - 2) if second and n > 2 else None, "cpu_ns": c1 - c0,
-                "valid": "".join(parts) == server.stream_text(chunks)}
+                "valid": "".join(parts) == server.stream_text(chunks, fmt)}
 
     async def hold(self, fmt: str, n: int, chunks: int) -> dict[str, Any]:
         """n streams started at once; the server holds each open after its first event."""
-        expected, errors, bad = server.stream_text(chunks), [], 0
+        expected, errors, bad = server.stream_text(chunks, fmt), [], 0
         stream = self.client.stream
 
         async def one() -> None:

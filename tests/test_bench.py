@@ -18,7 +18,7 @@ from engine import Settings, list_providers
 pytestmark = pytest.mark.bench  # not in the default run: `make bench-smoke` (CI runs it as its own step)
 
 ROOT = Path(__file__).resolve().parent.parent
-FORMATS = ("openai", "anthropic", "ollama")
+FORMATS = ("openai", "anthropic", "ollama", "tools")  # tools: OpenAI SSE with two parallel tool calls
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_every_table_row(quick_run: dict) -> None:
 
 def test_targets_reported(quick_run: dict) -> None:
     targets = {t["target"]: t["status"] for t in quick_run["targets"]}
-    assert len(targets) == 13
+    assert len(targets) == 14
     for name, status in targets.items():
         assert status in ("met", "missed") or status.startswith("n/a"), (name, status)
     # Without peers, only the comparisons with them have no figure.
@@ -65,7 +65,8 @@ def test_targets_reported(quick_run: dict) -> None:
 def test_report_printed(quick_run: dict) -> None:
     text = quick_run["report"]
     for title in ("## Import", "## Render / extract", "## Non-streamed calls", "## In-process",
-                  "## Streamed call over loopback, anthropic", "## Concurrency", "concurrent streams held open",
+                  "## Streamed call over loopback, anthropic", "## Streamed call over loopback, tools",
+                  "## Concurrency", "concurrent streams held open",
                   "## Targets"):
         assert title in text
     assert text in quick_run["stdout"]
