@@ -146,6 +146,8 @@ HEADER_PREFIX = "header:"
 @contextmanager
 def reading_headers(headers: Mapping[str, str] | None) -> Iterator[None]:
     """Evaluate ``header:`` paths against these response headers (case-insensitive names)."""
+    if headers is not None and not hasattr(headers, "get_list"):  # a plain mapping, not httpx.Headers
+        headers = {name.lower(): value for name, value in headers.items()}
     token = _HEADERS.set(headers)
     try:
         yield

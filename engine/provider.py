@@ -188,8 +188,9 @@ class LLMProvider(ABC):
 
 
 STREAM_TYPES = {"sse": ("text/event-stream",),
-                "ndjson": ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/json-seq",
-                           "application/json", "text/plain")}
+                "ndjson": ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines",
+                           "application/jsonlines", "application/json-seq", "application/stream+json",
+                           "application/x-json-stream", "application/json", "text/plain")}
 
 
 class HTTPProvider(LLMProvider):

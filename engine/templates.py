@@ -460,7 +460,9 @@ def compile_template(source: str, kind: str) -> Callable[[Mapping[str, Any]], st
     """
     if "{{" not in source and "{%" not in source:
         return lambda _context: source
-    template = environment(kind).from_string(source)
+    env = environment(kind)
+    _refuse_other_templates(env.parse(source))
+    template = env.from_string(source)
 
     def render(context: Mapping[str, Any]) -> str:
         # Generated piece by piece, so that output past max_request_bytes stops before it is all built.
@@ -475,6 +477,16 @@ def compile_template(source: str, kind: str) -> Callable[[Mapping[str, Any]], st
         return parts[0] if len(parts) == 1 else "".join(parts)
 
     return render
+
+
+def _refuse_other_templates(tree: Any) -> None:
+    """A provider template is self-contained: ``include``, ``import`` and ``extends`` have nothing to load."""
+    from jinja2 import nodes
+
+    for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
+        statement = {nodes.Include: "include", nodes.Extends: "extends"}.get(type(node), "import")
+        raise TemplateSyntaxError(f"{{% {statement} %}} is not allowed: a provider template cannot load another "
+                                  "template (use a macro, or the file's chat_templates)", node.lineno)
 
 
 def options_read(source: str, kind: str) -> set[str]:

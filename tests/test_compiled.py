@@ -107,3 +107,24 @@ def test_stream_rules_keep_only_the_keys_they_set(tmp_path: Path) -> None:
     heads = {head: [name for name, _ in members] for head, members in chunk.groups}
     assert heads["usage"] == ["input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens"]
     assert heads["model"] == ["model"]
+
+
+def test_conditions_compare_as_documented() -> None:
+    from engine.compiled import CompiledCondition
+    from engine.jsonpath import Extractor, reading_headers
+
+    def holds(path: str, test: str, expected: object, data: object) -> bool:
+        return CompiledCondition(Extractor(path), test, expected).holds(data)
+
+    assert holds("$.code", "equals", 10000, {"code": "10000"}) and holds("$.code", "equals", "10000", {"code": 10000})
+    assert not holds("$.code", "equals", 10000, {}) and holds("$.code", "not_equals", 10000, {})
+    assert holds("$.success", "equals", False, {"success": False}) and not holds("$.success", "equals", False, {})
+    # not_equals null: "" and 0 hold; null and a missing key do not (a text-generation server's last event)
+    for value, expected in (("", True), (0, True), (None, False)):
+        assert holds("$.generated_text", "not_equals", None, {"generated_text": value}) is expected
+    assert not holds("$.generated_text", "not_equals", None, {})
+    # present: anything found, even null; truthy: the value's truth
+    assert holds("$.final", "present", True, {"final": None}) and holds("$.final", "present", False, {})
+    assert holds("$.done", "truthy", True, {"done": 1}) and holds("$.done", "truthy", False, {"done": ""})
+    with reading_headers({"X-Status": "failed"}):
+        assert holds("header:x-status", "equals", "failed", {})

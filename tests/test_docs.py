@@ -108,12 +108,14 @@ def _walkthrough() -> list[tuple[str, str, str]]:
 def test_walkthrough_runs_as_written(tmp_path: Path) -> None:
     """Runs every shell block of the walkthrough in one bash session, in order, and compares the outputs shown.
 
-    The only liberty: the "start the local server" line runs an in-process FakeServer on a free port, and
-    that port replaces 8765 in the later commands.
+    The only liberty: the "start the local server" line runs an in-process FakeServer on a free port (with the
+    key the line gives), and that port replaces 8765 in the later commands.
     """
     script = ["set -e"]
     expected: dict[int, str] = {}
-    with FakeServer(chunk_size=7, max_seconds=120) as server:
+    page = FORMAT_PAGE.read_text(encoding="utf-8")
+    (api_key,) = re.findall(r"python -m engine.testing.server --port 8765 --api-key (\S+)", page)
+    with FakeServer(chunk_size=7, max_seconds=120, api_key=api_key) as server:
         port = server.base_url.rsplit(":", 1)[1]
         previous = ""
         for number, (language, code, before) in enumerate(_walkthrough()):

@@ -121,3 +121,64 @@ def test_body_values_must_go_through_tojson() -> None:
 def test_undefined_is_an_error_not_empty() -> None:
     with pytest.raises(UndefinedError):
         compile_template("{{ missing }}", "text")({})
+
+
+def test_raw_path_keeps_slashes_and_at_signs_and_encodes_the_rest() -> None:
+    render = compile_template("/run/{{ model | raw_path }}", "path")
+    assert render({"model": "@cf/meta/llama 3?x"}) == "/run/@cf/meta/llama%203%3Fx"
+    assert compile_template("/m/{{ model | raw_path(':') }}", "path")({"model": "a:b/c"}) == "/m/a:b%2Fc"
+    assert compile_template("/m/{{ model }}", "path")({"model": "@a/b"}) == "/m/%40a%2Fb"  # the default
+
+
+def test_turn_filters() -> None:
+    chat = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]
+    assert FILTERS["last_turn"](chat) == chat[-1] and FILTERS["last_turn"]([]) is None
+    assert FILTERS["history"](chat) == chat[:2] and FILTERS["history"]([]) == []
+    assert FILTERS["rename_keys"](chat[:1], {"content": "message"}) == [{"role": "user", "message": "a"}]
+    repeated = [{"role": "user", "content": "a"}, {"role": "user", "content": [{"type": "text", "text": "b"}]},
+                {"role": "assistant", "content": "c"}, {"role": "user", "content": "d"}]
+    merged = FILTERS["merge_turns"](repeated)
+    assert merged == [{"role": "user", "content": "a\n\nb"}, {"role": "assistant", "content": "c"},
+                      {"role": "user", "content": "d"}]
+    assert repeated[0] == {"role": "user", "content": "a"}  # the input is not changed
+    assert FILTERS["merge_turns"](repeated[:2], " ")[0]["content"] == "a b"
+
+
+CONVERSATION = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "Hi"},
+    {"role": "assistant", "content": "Hello."},
+    {"role": "user", "content": [{"type": "text", "text": "Name a colour."}]},
+]
+
+
+@pytest.mark.parametrize("name", ["chatml", "llama3", "mistral_instruct", "gemma"])
+def test_bundled_chat_templates_match_their_golden_prompt(name: str, golden: Any) -> None:
+    from pathlib import Path
+
+    render = compile_template(f'{{{{ messages | chat_template("{name}") | tojson }}}}', "body")
+    prompt = json.loads(render({"messages": CONVERSATION}))
+    closed = json.loads(compile_template(f'{{{{ messages | chat_template("{name}", false) | tojson }}}}',
+                                         "body")({"messages": CONVERSATION}))
+    golden.check(Path(__file__).parent / "fixtures" / "chat_templates" / f"{name}.json",
+                 {"prompt": prompt.split("\n"), "without_generation_prompt": closed.split("\n")})
+
+
+def test_a_file_can_bring_its_own_chat_template() -> None:
+    own = {"plain": compile_template("{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
+                                     "{% if add_generation_prompt %}assistant:{% endif %}", "text")}
+    render = compile_template('{{ messages | chat_template("plain") | tojson }}', "body")
+    prompt = json.loads(render({"messages": CONVERSATION[1:3], "chat_templates": own}))
+    assert prompt == "user: Hi\nassistant: Hello.\nassistant:"
+    with pytest.raises(ValueError, match=r"unknown chat template 'nope'.*this file declares plain"):
+        compile_template('{{ messages | chat_template("nope") | tojson }}', "body")(
+            {"messages": CONVERSATION, "chat_templates": own})
+
+
+@pytest.mark.parametrize("statement", ['{% include "x" %}', '{% import "x" as y %}', '{% from "x" import y %}',
+                                       '{% extends "x" %}'])
+def test_a_template_cannot_load_another(statement: str) -> None:
+    from jinja2 import TemplateSyntaxError
+
+    with pytest.raises(TemplateSyntaxError, match="is not allowed"):
+        compile_template(statement + "{{ 1 | tojson }}", "body")

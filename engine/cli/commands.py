@@ -654,7 +654,7 @@ def cmd_record(args: argparse.Namespace, console: Console) -> int:
 
     registry = registry_of(settings_of(args))
     folder = Path(args.out) if args.out else fixtures_folder(registry, args.provider)
-    recorded = record(registry, args.provider, model=args.model, folder=folder)
+    recorded = record(args.provider, model=args.model, folder=folder, registry=registry)
     if not recorded:
         console.error(f"nothing recorded for {args.provider}: no scenario got a reply (is the API reachable?)")
         return EXIT_FAILED
@@ -669,7 +669,8 @@ def cmd_test(args: argparse.Namespace, console: Console) -> int:
     registry = registry_of(settings_of(args))
     failed = 0
     for name in args.providers:
-        report = check_recorded(registry, name, folder=Path(args.dir) if args.dir else None, update=args.update)
+        report = check_recorded(name, folder=Path(args.dir) if args.dir else None, update=args.update,
+                                registry=registry)
         for line in report.summary().splitlines():
             console.print(line, "red" if "FAIL" in line else "green" if report.ok else "")
         failed += not report.ok

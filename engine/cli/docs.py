@@ -448,10 +448,10 @@ stream:
         """\
 stream:
   format: sse
-  chunk:   # text-generation servers: special tokens are not text; the last event carries generated_text
+  chunk:   # text-generation servers: special tokens are not text; only the last event's generated_text is not null
     delta: $.token.text
     when: {path: $.token.special, equals: false}
-    end: {path: $.generated_text, present: true}
+    end: {path: $.generated_text, not_equals: null}   # ends on "" too, where truthiness would not
 """,
     ],
     "Price": [
@@ -679,11 +679,12 @@ def _filters() -> list[str]:
 
     lines = ["| Filter | What it gives |", "|---|---|"]
     for name, function in FILTERS.items():
-        params = list(inspect.signature(function).parameters.values())[1:]
+        skip = 2 if getattr(function, "jinja_pass_arg", None) is not None else 1  # a context comes first
+        params = list(inspect.signature(function).parameters.values())[skip:]
         shown = ", ".join(("*" if p.kind is p.VAR_POSITIONAL else "") + p.name
                           + ("" if p.default is p.empty else f"={p.default!r}") for p in params)
         usage = f"`x \\| {name}({shown})`" if params else f"`x \\| {name}`"
-        summary = _rst_to_md((function.__doc__ or "").strip().splitlines()[0])
+        summary = _rst_to_md(" ".join((function.__doc__ or "").strip().split("\n\n")[0].split()))
         lines.append(f"| {usage} | {_cell(summary)} |")
     return lines
 

@@ -5,10 +5,12 @@ Like httpx's ``MockTransport``, these let the real engine run with no network:
 - `FakeServer`: a bounded fake LLM server on 127.0.0.1 speaking every bundled wire format
   (OpenAI chat, Anthropic, Ollama, Gemini, Cohere), with streams split at awkward byte
   boundaries and injectable `Fault`\\ s. Point any provider's base URL at ``server.base_url``.
+  Formats of your own (a `WireFormat` subclass answering with a `Call`) plug in with ``formats=``.
 - `BedrockServer`: the AWS Bedrock runtime wire format (Converse, ConverseStream event
   streams) for real boto3, with `BedrockFault`\\ s.
 - `replay_client` / `replay_transport`: one recorded reply for every request, its body in
   small pieces, with no socket.
+- `record` / `check_recorded`: golden tests for your own provider files (``genai record`` / ``genai test``).
 - `run_selftest`: every provider end to end against a `FakeServer` (what ``genai demo`` runs).
 - `ForwardProxy`: an HTTP forward proxy on 127.0.0.1 that sends every request to one server, to test
   that proxy settings are honoured.
@@ -26,32 +28,39 @@ _EXPORTS = {
     "BedrockServer": "bedrock", "BedrockFault": "bedrock",
     "replay_client": "replay", "replay_transport": "replay",
     "run_selftest": "selftest", "SelfTestResult": "selftest",
-    "FORMATS": "wire", "WireFormat": "wire",
+    "FORMATS": "wire", "WireFormat": "wire", "Call": "wire", "WireError": "wire", "sse": "wire",
     "ForwardProxy": "proxy",
+    "record": "recorded", "check_recorded": "recorded",
 }
 __all__ = [
     "FAULT_KINDS",
     "FORMATS",
     "BedrockFault",
     "BedrockServer",
+    "Call",
     "FakeServer",
     "Fault",
     "ForwardProxy",
     "RecordedRequest",
     "SelfTestResult",
+    "WireError",
     "WireFormat",
+    "check_recorded",
+    "record",
     "replay_client",
     "replay_transport",
     "run_selftest",
+    "sse",
 ]
 
 if TYPE_CHECKING:
     from .bedrock import BedrockFault, BedrockServer
     from .proxy import ForwardProxy
+    from .recorded import check_recorded, record
     from .replay import replay_client, replay_transport
     from .selftest import SelfTestResult, run_selftest
     from .server import FAULT_KINDS, FakeServer, Fault, RecordedRequest
-    from .wire import FORMATS, WireFormat
+    from .wire import FORMATS, Call, WireError, WireFormat, sse
 
 
 def __getattr__(name: str) -> Any:

@@ -1,14 +1,14 @@
-"""Golden tests for your own provider files: record standard scenarios once against the live API, then
-replay them offline on every change.
+"""Golden tests for your own provider files: record standard scenarios once against the live API, then replay them
+offline on every change.
 
-``genai record`` (`record`) calls the API with your key for each scenario the provider can take and
-writes, in ``<name>.tests/`` next to the provider file: the rendered request of each scenario
-(``golden/``, secrets redacted), the reply as it came (``replies/``: body, status and the headers the
-file reads; echoed keys masked, volatile headers dropped), and what the engine made of it
-(``expected.yaml``). ``genai test`` (`check_recorded`, also from pytest) renders every scenario again
-and compares it with its golden file, replays each reply through the provider, streams in 1-, 7- and
-4096-byte pieces, and compares the unified results with ``expected.yaml``. ``--update`` rewrites the
-golden files and expectations from what the engine gives now; read their diff.
+``genai record`` (`record`) calls the API with your key for each scenario the provider can take and writes, in
+``<name>.tests/`` next to the provider file: the rendered request of each scenario (``golden/``, secrets redacted,
+the base URL written ``{base_url}``), the reply as it came (``replies/``: body, status and the headers the file
+reads; echoed keys masked, volatile headers dropped), and what the engine made of it (``expected.yaml``). ``genai
+test`` (`check_recorded`, also from pytest) renders every scenario again and compares it with its golden file,
+replays each reply through the provider, streams in 1-, 7- and 4096-byte pieces, and compares the unified results
+with ``expected.yaml``. ``--update`` rewrites the golden files and expectations from what the engine gives now;
+read their diff.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..provider import HTTPProvider
     from ..registry import Registry
+    from ..settings import Settings
     from ..types import CompletionRequest, CompletionResponse
 
 SPLITS = (1, 7, 4096)
@@ -33,8 +34,8 @@ WEATHER = {"type": "function", "function": {
 SCHEMA = {"title": "Answer", "type": "object", "properties": {"answer": {"type": "string"}},
           "required": ["answer"], "additionalProperties": False}
 # What is kept of a reply's fields in expected.yaml: enough to show a change, nothing volatile.
-EXPECTED_FIELDS = ("success", "content", "finish_reason", "error_kind", "input_tokens", "output_tokens",
-                   "cached_input_tokens", "reasoning_tokens")
+EXPECTED_FIELDS = ("success", "content", "finish_reason", "error_kind", "error_message", "error_code",
+                   "request_id", "input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens")
 
 
 @dataclass(frozen=True)
@@ -123,12 +124,22 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
 
 
+def golden_request(instance: HTTPProvider, request: CompletionRequest) -> dict[str, Any]:
+    """The rendered request as a golden file keeps it: secrets as ``***``, and the base URL as ``{base_url}``
+    (it differs between the live API, a stand-in for it and an override in the environment)."""
+    rendered = instance.render(request).to_dict()
+    base = instance.prepared.base_url
+    if base and rendered["url"].startswith(base):
+        rendered["url"] = "{base_url}" + rendered["url"][len(base):]
+    return rendered
+
+
 def expected_of(response: CompletionResponse) -> dict[str, Any]:
     """What expected.yaml keeps of a response."""
     kept: dict[str, Any] = {name: getattr(response, name) for name in EXPECTED_FIELDS}
     kept["error_kind"] = str(response.error_kind) if response.error_kind else None
     kept["tool_calls"] = [{"name": call.name, "arguments": _args(call.arguments)} for call in response.tool_calls]
-    return {k: v for k, v in kept.items() if v not in (None, [])}
+    return {k: v for k, v in kept.items() if v is not None and v != [] and v != ""}
 
 
 def _args(arguments: str) -> Any:
@@ -140,10 +151,21 @@ def _args(arguments: str) -> Any:
 
 # -- recording -------------------------------------------------------------------------------------------
 
-def record(registry: Registry, provider: str, *, model: str | None = None,
-           folder: Path | None = None) -> list[str]:
-    """Call the live API once per scenario and write the fixtures; returns the scenarios recorded."""
-    return asyncio.run(_record(registry, provider, model, folder))
+def _registry(settings: Settings | None, registry: Registry | None) -> Registry:
+    from ..registry import Registry
+    from ..settings import Settings
+
+    return registry if registry is not None else Registry(settings or Settings())
+
+
+def record(provider: str, *, model: str | None = None, folder: Path | None = None,
+           settings: Settings | None = None, registry: Registry | None = None) -> list[str]:
+    """Call the live API once per scenario and write the fixtures; returns the scenarios recorded.
+
+    ``folder``: where to write (default: ``<name>.tests/`` beside the provider file); ``settings``: the
+    engine settings (default: from the environment, as ``genai`` reads them).
+    """
+    return asyncio.run(_record(_registry(settings, registry), provider, model, folder))
 
 
 async def _record(registry: Registry, provider: str, model: str | None, folder: Path | None) -> list[str]:
@@ -181,11 +203,19 @@ async def _record(registry: Registry, provider: str, model: str | None, folder: 
             continue  # nothing came back (no connection): nothing to replay
         secrets = instance.prepared.secrets
         _write_reply(out / "replies" / scenario.name, reply, instance, secrets)
-        _write_json(out / "golden" / f"{scenario.name}.json", instance.render(request).to_dict())
-        expected[scenario.name] = expected_of(response)
+        _write_json(out / "golden" / f"{scenario.name}.json", golden_request(instance, request))
+        expected[scenario.name] = _masked(expected_of(response), secrets)
         recorded.append(scenario.name)
     _write_expected(out / "expected.yaml", {"model": model, "scenarios": expected})
     return recorded
+
+
+def _masked(data: dict[str, Any], secrets: Iterable[str]) -> dict[str, Any]:
+    """``data`` with every secret replaced by ``***`` (an API that echoes the key into its answer)."""
+    text = json.dumps(data, ensure_ascii=False)
+    for secret in secrets:
+        text = text.replace(json.dumps(secret, ensure_ascii=False)[1:-1], "***")
+    return json.loads(text)  # type: ignore[no-any-return]
 
 
 def _tag(name: str) -> Any:
@@ -224,10 +254,15 @@ def _write_expected(path: Path, data: dict[str, Any]) -> None:
 
 # -- checking ---------------------------------------------------------------------------------------------
 
-def check_recorded(registry: Registry, provider: str, *, folder: Path | None = None,
-                   update: bool = False) -> Report:
-    """Check a provider file against its recorded fixtures, offline (see the module doc)."""
-    return asyncio.run(_check(registry, provider, folder, update))
+def check_recorded(provider: str, *, folder: Path | None = None, update: bool = False,
+                   settings: Settings | None = None, registry: Registry | None = None) -> Report:
+    """Check a provider file against its recorded fixtures, offline (see the module doc). From pytest::
+
+        def test_acme_matches_its_recording():
+            report = check_recorded("acme")
+            assert report.ok, report.summary()
+    """
+    return asyncio.run(_check(_registry(settings, registry), provider, folder, update))
 
 
 async def _check(registry: Registry, provider: str, folder: Path | None, update: bool) -> Report:
@@ -235,6 +270,7 @@ async def _check(registry: Registry, provider: str, folder: Path | None, update:
     from pydantic import SecretStr
 
     from ..errors import ConfigError
+    from ..provider import HTTPProvider
 
     out = folder or fixtures_folder(registry, provider)
     report = Report(provider)
@@ -251,7 +287,8 @@ async def _check(registry: Registry, provider: str, folder: Path | None, update:
         request = scenario.request(model)
         instance = registry.create(provider, settings=settings)
         golden = out / "golden" / f"{scenario.name}.json"
-        rendered = instance.render(request).to_dict()  # type: ignore[attr-defined]
+        assert isinstance(instance, HTTPProvider)
+        rendered = golden_request(instance, request)
         if update:
             _write_json(golden, rendered)
             report.updated.append(str(golden))

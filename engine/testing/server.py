@@ -72,6 +72,7 @@ import struct
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -193,10 +194,16 @@ class FakeServer:
     ``chunks``: number of content deltas (default: one per word).
     ``max_seconds``: the server stops itself after this long.
     ``port``: 0 lets the OS choose.
+    ``api_key``: when set, a request that does not carry this key (as a bearer token, a ``*-key`` header such
+    as ``x-api-key``, or a ``key`` query value) gets a 401 in its format, as a live API would (formats whose
+    ``needs_key`` is false take any request).
+    ``formats``: wire formats of your own (`WireFormat` subclasses), tried before the built-in ones, so
+    that a provider file for an API the engine does not bundle can be tested over real sockets.
     """
 
     def __init__(self, *, chunk_size: int | None = 7, reply: str | None = None, chunks: int | None = None,
-                 max_seconds: float = 600.0, port: int = 0) -> None:
+                 max_seconds: float = 600.0, port: int = 0, formats: Sequence[WireFormat] = (),
+                 api_key: str | None = None) -> None:
         if chunk_size is not None and chunk_size < 1:
             raise ValueError("chunk_size must be >= 1 or None")
         if chunks is not None and chunks < 1:
@@ -206,6 +213,8 @@ class FakeServer:
         self.chunks = chunks
         self.max_seconds = max_seconds
         self.port = port
+        self.formats = tuple(formats)
+        self.api_key = api_key
         self.base_url = ""
         self.requests: list[RecordedRequest] = []
         self.connections = 0  # accepted so far: shows whether clients reuse their connections
@@ -238,11 +247,12 @@ class FakeServer:
         that calls tools carries only the text before the calls (``""`` but for Anthropic).
         """
         if isinstance(request, dict):  # no path: any format that finds messages in it
-            wire = next((w for w in FORMATS.values() if w.messages(request)), FORMATS["openai"])
-            json_mode = any(w.json_mode(request) for w in FORMATS.values())
+            known = (*self.formats, *FORMATS.values())
+            wire = next((w for w in known if w.messages(request)), FORMATS["openai"])
+            json_mode = any(w.json_mode(request) for w in known)
             return self._texts(wire, request, json_mode)[1]
         path = request.path if isinstance(request, RecordedRequest) else urlsplit(request.url).path
-        routed = route(path)
+        routed = route(path, self.formats)
         if routed is None:
             raise ValueError(f"the fake server does not answer {path!r}")
         body = request.json() if isinstance(request, RecordedRequest) else request.json
@@ -545,7 +555,7 @@ class FakeServer:
                                              dict(request.headers), request.body))
         if request.path == "/health":
             return await self._send_json(writer, request, 200, {"ok": True})
-        routed = route(request.path)
+        routed = route(request.path, self.formats)
         if routed is None:
             return await self._send_json(writer, request, 404, {"error": {
                 "message": f"no route for {request.method} {request.path}", "type": "invalid_request_error",
@@ -556,6 +566,8 @@ class FakeServer:
         if request.method != "POST":
             return await self._send_json(writer, request, 405, wire.error_body(405, "use POST"), extra)
 
+        if self.api_key is not None and wire.needs_key and _credential(request) != self.api_key:
+            return await self._send_json(writer, request, 401, wire.error_body(401, "invalid API key"), extra)
         fault = self._next_fault()
         kind = fault.kind if fault else None
         if fault is not None and kind == "status":
@@ -583,6 +595,7 @@ class FakeServer:
             call = self._make_call(wire, match, body, number)
         except WireError as exc:  # tool results or images not in the format's native shape
             return await self._send_json(writer, request, 400, wire.error_body(400, str(exc)), extra)
+        extra = [*extra, *wire.reply_headers(call)]
 
         if fault is not None and kind in HOSTILE:
             return await self._hostile(writer, request, wire, call, fault, extra)
@@ -702,9 +715,13 @@ def _gzip_bomb(size: int) -> bytes:
 
 
 def _credential(request: _Request) -> str:
-    for name in ("authorization", "x-api-key", "x-goog-api-key", "api-key"):
-        if name in request.headers:
-            return request.headers[name].removeprefix("Bearer ").strip()
+    """The key a request carries: a bearer token, a ``*-key`` header (``x-api-key``, ``api-key``, ...) or a
+    ``key`` query value."""
+    if "authorization" in request.headers:
+        return request.headers["authorization"].removeprefix("Bearer ").strip()
+    for name, value in request.headers.items():
+        if name.endswith("-key"):
+            return value.strip()
     from urllib.parse import parse_qs
 
     values = parse_qs(request.query).get("key")
@@ -721,9 +738,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seconds", type=float, default=600.0,
                         help="stop after this long (default: 600)")
     parser.add_argument("--reply", default=None, help="fixed reply text (default: derived from the request)")
+    parser.add_argument("--api-key", default=None,
+                        help="answer requests without this key with a 401, as a live API would (default: any key)")
     args = parser.parse_args(argv)
-    server = FakeServer(chunk_size=args.chunk_size or None, reply=args.reply,
-                         max_seconds=args.max_seconds, port=args.port).start()
+    server = FakeServer(chunk_size=args.chunk_size or None, reply=args.reply, max_seconds=args.max_seconds,
+                        port=args.port, api_key=args.api_key).start()
     print(f"LISTENING {server.base_url}", flush=True)
     try:
         server._wait()

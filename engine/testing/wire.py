@@ -22,6 +22,7 @@ import itertools
 import json
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -246,11 +247,16 @@ class WireFormat:
     path: ClassVar[re.Pattern[str]]  # matched against the end of the request path
     stream_content_type: ClassVar[str] = "text/event-stream; charset=utf-8"
     call_id: ClassVar[str] = "call_local{n}"  # the ids of the calls the server makes ("" where the format has none)
+    needs_key: ClassVar[bool] = True  # whether FakeServer(api_key=...) checks the key of its requests
 
     def matches(self, path: str) -> re.Match[str] | None:
         return self.path.search(path)
 
     def request_id_headers(self, number: int) -> list[tuple[str, str]]:
+        return []
+
+    def reply_headers(self, call: Call) -> list[tuple[str, str]]:
+        """Headers of a reply to this call, besides the request id (an API that reports counts in headers)."""
         return []
 
     def wants_stream(self, body: dict[str, Any], match: re.Match[str]) -> bool:
@@ -891,10 +897,11 @@ FORMATS: dict[str, WireFormat] = {f.name: f for f in (OpenAIChat(), AnthropicMes
                                                        GeminiGenerateContent(), CohereChat())}
 
 
-def route(path: str) -> tuple[WireFormat, re.Match[str]] | None:
-    """The wire format that answers a request path, by its ending; ``None`` when none does."""
+def route(path: str, extra: Sequence[WireFormat] = ()) -> tuple[WireFormat, re.Match[str]] | None:
+    """The wire format that answers a request path, by its ending (``extra`` formats first); ``None`` when
+    none does."""
     path = path.rstrip("/") or "/"
-    for wire in FORMATS.values():
+    for wire in (*extra, *FORMATS.values()):
         if (match := wire.matches(path)) is not None:
             return wire, match
     return None
