@@ -35,7 +35,7 @@ from .compiled import USAGE_FIELDS
 from .errors import BackendLoadError, ConfigError, ErrorKind, InvalidRequestError, ProviderError
 from .extract import unify_usage
 from .pricing import PriceTable, Usage
-from .provider import AsyncStream, LLMProvider, closing_events
+from .provider import AsyncStream, Item, LLMProvider, closing_events
 from .render import check_capabilities, resolve_config, resolve_model
 from .spec import ProviderSpec
 from .stream import ToolCallAssembler
@@ -204,7 +204,7 @@ class BackendProvider(LLMProvider):
         return AsyncStream(lambda result: self._stream(request, options, result))
 
     async def _stream(self, request: CompletionRequest, options: CallOptions | None,
-                      result: AsyncStream) -> AsyncGenerator[StreamEvent, None]:
+                      result: AsyncStream) -> AsyncGenerator[Any, None]:
         started = time.perf_counter()
         model = resolve_model(self.compiled, request.model)
         _CALL_OPTIONS.set(options)  # this generator runs in its own context per step: set once, read by the backend
@@ -212,7 +212,8 @@ class BackendProvider(LLMProvider):
             check_capabilities(self.compiled, model, request)
         except InvalidRequestError as exc:
             result.response = self._failure(str(exc), ErrorKind.INVALID_REQUEST, model=model, started=started)
-            yield StreamEvent("end", response=result.response)
+            for item in result.emit([StreamEvent("end", response=result.response)]):
+                yield item
             return
         parts: list[str] = []
         thoughts: list[str] = []
@@ -230,20 +231,20 @@ class BackendProvider(LLMProvider):
                 last.finish_reason = chunk.finish_reason or last.finish_reason
                 last.usage = chunk.usage or last.usage
                 thinking += chunk.thinking or []
-                events: list[StreamEvent] = []
+                events: list[Item] = []
                 if chunk.reasoning:
                     thoughts.append(chunk.reasoning)
                     events.append(StreamEvent("reasoning", chunk.reasoning))
                 if chunk.delta:
                     parts.append(chunk.delta)
-                    events.append(StreamEvent("text", chunk.delta))
+                    events.append(chunk.delta)
                 if chunk.tool_call is not None:
                     piece = chunk.tool_call
                     values = {k: v for k, v in (("id", piece.id), ("name", piece.name), ("arguments", piece.arguments),
                                                 ("signature", piece.signature)) if v is not None}
                     calls.feed([(piece.index, values)], events)
-                for event in events:
-                    yield event
+                for item in result.emit(events):
+                    yield item
             completed = True
         except ConfigError:
             raise
@@ -264,5 +265,5 @@ class BackendProvider(LLMProvider):
                     result.response = self._failure("stream closed by the caller before its end",
                                                     ErrorKind.CONNECTION, model=model, started=started,
                                                     content="".join(parts), raw=raws)
-        for event in closing_events(result.response):
-            yield event
+        for item in result.emit(closing_events(result.response)):
+            yield item

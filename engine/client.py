@@ -9,7 +9,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections import deque
+from collections.abc import AsyncIterator, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, UnknownOptionError, UnknownProviderError
@@ -53,7 +54,30 @@ class Stream:
     def __init__(self, portal: Portal, stream: AsyncStream) -> None:
         self._portal = portal
         self._stream = stream
-        self._deltas: Generator[str, None, None] = portal.iterate(stream)
+        self._pending: deque[Any] = deque()  # items of the last batch not read yet, for either reader
+        self._batches = stream.batches()
+        self._deltas: Generator[str, None, None] = self._items(typed=False)
+
+    def _items(self, typed: bool) -> Generator[Any, None, None]:
+        # One trip to the engine's loop per piece of the body, not per item.
+        pending, batches, call = self._pending, self._batches, self._portal.call
+        done = False
+        try:
+            while True:
+                while pending:
+                    item = pending.popleft()
+                    if type(item) is str:
+                        yield StreamEvent("text", item) if typed else item
+                    elif typed:
+                        yield item
+                try:
+                    pending.extend(call(_next(batches)))
+                except StopAsyncIteration:
+                    done = True
+                    return
+        finally:
+            if not done:  # left early: release the connection
+                call(self._stream.aclose())
 
     def __iter__(self) -> Iterator[str]:
         return self._deltas
@@ -63,7 +87,7 @@ class Stream:
 
     def events(self) -> Iterator[StreamEvent]:
         """The stream's typed events (text, reasoning, tool calls forming, usage, end)."""
-        return self._portal.iterate(self._stream.events())
+        return self._items(typed=True)
 
     @property
     def response(self) -> CompletionResponse | None:
@@ -212,3 +236,7 @@ class Engine:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+async def _next(iterator: AsyncIterator[Any]) -> Any:
+    return await iterator.__anext__()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ErrorKind, JSONPathError, ProviderFileError
-from .jsonpath import Extractor
+from .jsonpath import Extractor, plain_path, plain_reader
 from .loader import ProviderSource, locate, value_line
 from .shapes import MessageShapes, ToolShapes, compile_shape
 from .spec import Condition, ItemsSpec, PathSpec, ProviderSpec, ResolvedCapabilities, StreamRule
@@ -57,10 +57,50 @@ class CompiledItems:
     each: Extractor | None
     index: Extractor | None
     fields: tuple[tuple[str, Extractor], ...]
+    # When every field is one plain path under one parent (``$.delta.thinking``, ``$.delta.signature``):
+    # the parent's reader and each field's key, so that an event is read with one walk and a few gets.
+    _parent: Any = None
+    _keys: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        paths = [plain_path(extractor) for _, extractor in self.fields]
+        if self.each is None and paths and all(p and type(p[-1]) is str for p in paths):
+            parents = {p[:-1] for p in paths if p}
+            if len(parents) == 1:
+                self._parent = plain_reader(parents.pop())
+                self._keys = tuple((name, p[-1]) for (name, _), p in zip(self.fields, paths, strict=True) if p)
 
     def items(self, data: Any) -> list[tuple[Any, dict[str, Any]]]:
         """``(index, {field: value})`` of each item found where at least one field is present."""
-        found = self.each.all(data) if self.each is not None else [data]
+        if self._parent is not None:
+            parent = self._parent(data)
+            if not isinstance(parent, dict):
+                return []
+            values: dict[str, Any] | None = None
+            for name, key in self._keys:
+                value = parent.get(key)
+                if value is not None:
+                    if values is None:
+                        values = {}
+                    values[name] = value
+            if values is None:
+                return []
+            return [(self.index.value(data) if self.index is not None else None, values)]
+        if self.each is None:  # the event itself is the item (most stream events carry none of the fields)
+            values = None  # (typed above)
+            for name, extractor in self.fields:
+                value = extractor.read(data)
+                if value is not None:
+                    if values is None:
+                        values = {}
+                    values[name] = value
+            if values is None:
+                return []
+            return [(self.index.value(data) if self.index is not None else None, values)]
+        each = self.each
+        if each.probe is not None and each.probe(data) is None:  # the usual stream event: no items at all
+            return []
+        found = each.all(data)
         out = []
         for item in found:
             values = {name: value for name, extractor in self.fields if (value := extractor.value(item)) is not None}
@@ -94,6 +134,7 @@ class CompiledStream:
     event_type: Extractor | None
     chunk: CompiledRule | None
     events: dict[str, CompiledRule]
+    reads_headers: bool = False  # some stream rule reads a response header
 
 
 @dataclass(slots=True)
@@ -292,6 +333,7 @@ class _Compiler:
         compiled.error_kinds = {str(k): v for k, v in spec.errors.kinds.items()}
         if spec.stream is not None:
             stream = spec.stream
+            before, self.reads_headers = self.reads_headers, False
             compiled.stream = CompiledStream(
                 format=stream.format,
                 done=stream.done,
@@ -299,6 +341,8 @@ class _Compiler:
                 chunk=self.rule(stream.chunk, ["stream", "chunk"]) if stream.chunk else None,
                 events={name: self.rule(rule, ["stream", "events", name]) for name, rule in stream.events.items()},
             )
+            compiled.stream.reads_headers = self.reads_headers
+            self.reads_headers = self.reads_headers or before
         compiled.reads_headers = self.reads_headers
         return compiled
 

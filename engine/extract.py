@@ -34,8 +34,8 @@ def token_count(value: Any) -> tuple[int | None, bool]:
         if math.isfinite(value) and value.is_integer() and 0 <= value <= MAX_TOKENS:
             return int(value), False
         return None, True
-    if isinstance(value, str) and value.strip().isdigit() and len(value) <= 12:
-        count = int(value)
+    if isinstance(value, str) and (text := value.strip()).isascii() and text.isdigit() and len(text) <= 12:
+        count = int(text)  # a count in a header is text (isascii: "²" is a digit to isdigit, not to int)
         return (count, False) if count <= MAX_TOKENS else (None, True)
     return None, True
 

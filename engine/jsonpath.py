@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any
 
@@ -113,10 +112,39 @@ def _walker(steps: tuple[Any, ...]) -> Callable[[Any], list[Any]]:
     return find
 
 
+def _plain_value(steps: tuple[Any, ...]) -> Callable[[Any], Any]:
+    """The value at a path of plain keys and indexes, or ``None``: the walk of `_walker` without a list.
+
+    Generated as straight-line code once per path (no loop, no per-step dispatch): these run for every
+    stream event, several times each.
+    """
+    lines = ["def value(d):"]
+    for step in steps:
+        if type(step) is int:
+            bound = f"len(d) <= {step}" if step >= 0 else f"len(d) < {-step}"
+            lines += [f"    if not isinstance(d, list) or {bound}:", "        return None", f"    d = d[{step}]"]
+        else:
+            lines += ["    if not isinstance(d, dict):", "        return None", f"    d = d.get({step!r})"]
+    lines.append("    return d")
+    namespace: dict[str, Any] = {}
+    exec("\n".join(lines), {"isinstance": isinstance, "len": len, "list": list, "dict": dict}, namespace)
+    return namespace["value"]  # type: ignore[no-any-return]
+
+
 def _fan_out(steps: tuple[Any, ...]) -> Callable[[Any], list[Any]]:
+    # The plain steps before the first wildcard or filter are walked without building lists, so that a
+    # path that finds nothing (no tool calls in this stream event) costs a few lookups.
+    first = next(i for i, step in enumerate(steps) if step is WILDCARD or isinstance(step, _Filter))
+    prefix = _plain_value(steps[:first]) if first else None
+    rest = steps[first:]
+
     def find(data: Any) -> list[Any]:
+        if prefix is not None:
+            data = prefix(data)
+            if data is None:
+                return []
         current = [data]
-        for step in steps:
+        for step in rest:
             following: list[Any] = []
             for item in current:
                 if step is WILDCARD:
@@ -143,16 +171,26 @@ _HEADERS: ContextVar[Mapping[str, str] | None] = ContextVar("response_headers", 
 HEADER_PREFIX = "header:"
 
 
-@contextmanager
-def reading_headers(headers: Mapping[str, str] | None) -> Iterator[None]:
-    """Evaluate ``header:`` paths against these response headers (case-insensitive names)."""
-    if headers is not None and not hasattr(headers, "get_list"):  # a plain mapping, not httpx.Headers
-        headers = {name.lower(): value for name, value in headers.items()}
-    token = _HEADERS.set(headers)
-    try:
-        yield
-    finally:
-        _HEADERS.reset(token)
+class reading_headers:
+    """Evaluate ``header:`` paths against these response headers (case-insensitive names) inside the block.
+
+    A class rather than a generator-based context manager: it is entered for every reply that a provider
+    file reads headers from.
+    """
+
+    __slots__ = ("_headers", "_token")
+
+    def __init__(self, headers: Mapping[str, str] | None) -> None:
+        if headers is not None and not hasattr(headers, "get_list"):  # a plain mapping, not httpx.Headers
+            headers = {name.lower(): value for name, value in headers.items()}
+        self._headers = headers
+        self._token: Any = None
+
+    def __enter__(self) -> None:
+        self._token = _HEADERS.set(self._headers)
+
+    def __exit__(self, *exc_info: object) -> None:
+        _HEADERS.reset(self._token)
 
 
 def _header_finder(name: str) -> Callable[[Any], list[Any]]:
@@ -189,19 +227,41 @@ def compile_one(expression: str) -> Callable[[Any], list[Any]]:
 class Extractor:
     """One field's JSONPath alternatives: the first that finds a non-null value wins."""
 
-    __slots__ = ("_finders", "expressions", "head", "reads_headers")
+    __slots__ = ("_finders", "_one", "_values", "expressions", "head", "probe", "read", "reads_headers")
 
     def __init__(self, expressions: str | Sequence[str]) -> None:
         self.expressions = [expressions] if isinstance(expressions, str) else list(expressions)
         self._finders = [compile_one(e) for e in self.expressions]
         self.reads_headers = any(e.startswith(HEADER_PREFIX) for e in self.expressions)
-        heads = {steps[0] if steps and type(steps[0]) is str else None
-                 for steps in (_plain_steps(e.strip()) for e in self.expressions)}
+        plain = [_plain_steps(e.strip()) for e in self.expressions]
+        heads = {steps[0] if steps and type(steps[0]) is str else None for steps in plain}
         # The top-level key every alternative starts with: no match is possible without it.
         self.head: str | None = heads.pop() if len(heads) == 1 else None
+        # Paths of plain keys and indexes find at most one value each: read it without building lists.
+        single = all(steps is not None and not any(step is WILDCARD or isinstance(step, _Filter) for step in steps)
+                     for steps in plain)
+        self._values = tuple(_plain_value(steps) for steps in plain if steps is not None) if single else None
+        self._one = self._values[0] if self._values is not None and len(self._values) == 1 else None
+        # `value` as a plain function: for one plain path, the generated reader itself (no method call).
+        self.read: Callable[[Any], Any] = self._one if self._one is not None else self.value
+        # For one path with a wildcard or filter: the value before it, which is None when nothing can match.
+        self.probe: Callable[[Any], Any] | None = None
+        if self._values is None and len(plain) == 1 and plain[0]:
+            steps = plain[0]
+            first = next(i for i, step in enumerate(steps) if step is WILDCARD or isinstance(step, _Filter))
+            if first:
+                self.probe = _plain_value(steps[:first])
 
     def value(self, data: Any) -> Any:
         """The first non-null match, or ``None``."""
+        if self._one is not None:
+            return self._one(data)
+        if self._values is not None:
+            for read in self._values:
+                value = read(data)
+                if value is not None:
+                    return value
+            return None
         for find in self._finders:
             for value in find(data):
                 if value is not None:
@@ -210,6 +270,9 @@ class Extractor:
 
     def all(self, data: Any) -> list[Any]:
         """Every non-null match of the first alternative that matches anything."""
+        if self._values is not None:
+            value = self.value(data)
+            return [] if value is None else [value]
         for find in self._finders:
             values = [v for v in find(data) if v is not None]
             if values:
@@ -221,6 +284,9 @@ class Extractor:
 
         Structured values (a forced tool's ``input``) become their JSON text.
         """
+        if self._values is not None:
+            value = self.value(data)
+            return value if value is None or isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         for find in self._finders:
             values = [v for v in find(data) if v is not None]
             if values:
@@ -229,6 +295,15 @@ class Extractor:
 
     def strings(self, data: Any) -> str | None:
         """Like `text`, counting only string matches: a stream delta is a piece of text, never a structure."""
+        if self._one is not None:
+            value = self._one(data)
+            return value if type(value) is str else None
+        if self._values is not None:
+            for read in self._values:
+                value = read(data)
+                if type(value) is str:
+                    return value
+            return None
         for find in self._finders:
             values = [v for v in find(data) if type(v) is str]
             if values:
@@ -238,3 +313,15 @@ class Extractor:
     def found(self, data: Any) -> bool:
         """Whether any alternative matches at all, even a null value."""
         return any(find(data) for find in self._finders)
+
+
+def plain_path(extractor: Extractor) -> tuple[Any, ...] | None:
+    """The steps of an extractor that is one path of plain keys and indexes, else ``None``."""
+    if len(extractor.expressions) != 1 or extractor._values is None:
+        return None
+    return _plain_steps(extractor.expressions[0].strip())
+
+
+def plain_reader(steps: tuple[Any, ...]) -> Callable[[Any], Any]:
+    """The value at these plain steps, or ``None`` (see `plain_path`)."""
+    return _plain_value(steps)

@@ -5,6 +5,7 @@ memory or CPU. Each has a setting (``GENAI_<NAME>``) and a documented default; p
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, fields
 
 MiB = 1024 * 1024
@@ -63,15 +64,17 @@ def json_depth_ok(value: object, limit: int) -> bool:
 def parse_json(data: bytes | str, limits: Limits = DEFAULT) -> object:
     """Parse JSON within the depth limit. Raises ``ValueError`` for bad JSON and `LimitExceeded` past the limit.
 
-    A document with fewer brackets than the limit cannot nest deeper, so the common case costs two counts.
+    A document with fewer brackets than the limit cannot nest deeper, so the common case costs at most two
+    counts (none for a short document, such as a stream event).
     """
-    import json
-
     try:
         value = json.loads(data)
     except RecursionError:
         raise LimitExceeded("max_json_depth", limits.max_json_depth, "JSON nesting depth") from None
+    limit = limits.max_json_depth
+    if len(data) <= 2 * limit + 1:  # nesting deeper than the limit takes more brackets than that
+        return value
     raw = data.encode() if isinstance(data, str) else data
-    if raw.count(b"[") + raw.count(b"{") > limits.max_json_depth and not json_depth_ok(value, limits.max_json_depth):
+    if raw.count(b"[") + raw.count(b"{") > limit and not json_depth_ok(value, limit):
         raise LimitExceeded("max_json_depth", limits.max_json_depth, "JSON nesting depth")
     return value

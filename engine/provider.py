@@ -38,7 +38,7 @@ from .jsonpath import reading_headers
 from .limits import LimitExceeded
 from .pricing import PriceTable, Usage, to_float
 from .render import Prepared, prepare, render, resolve_model
-from .send import RetryPolicy, UnsupportedEncoding, describe, iter_body, new_client, read_body, send
+from .send import RetryPolicy, UnsupportedEncoding, describe, new_client, read_body, send, stream_body
 from .spec import ProviderSpec
 from .stream import StreamState
 from .trust import register_secrets
@@ -57,37 +57,52 @@ class AsyncStream:
     A stream that fails or is cut off ends with ``response.success == False`` and the text received so far.
     """
 
-    def __init__(self, run: Callable[[AsyncStream], AsyncGenerator[StreamEvent, None]]) -> None:
+    def __init__(self, run: Callable[[AsyncStream], AsyncGenerator[Any, None]]) -> None:
         self.response: CompletionResponse | None = None
-        self._events = run(self)
-        self._texts = self._only_text()
+        # One generator serves every reader; `mode` says what it yields next (see `emit`): text deltas
+        # (``async for``), typed events (`events`), or whole batches (the sync `Stream`, which crosses a
+        # thread once per piece of the body). Switching mid-stream loses nothing.
+        self.mode = "text"
+        self._items = run(self)
 
-    async def _only_text(self) -> AsyncGenerator[str, None]:
-        async for event in self._events:
-            if event.type == "text":
-                yield event.text
+    def emit(self, batch: list[Item]) -> list[Any]:
+        """What the generator yields for a batch of items (text deltas as plain str, other events typed)."""
+        mode = self.mode
+        if mode == "text":
+            return [item for item in batch if type(item) is str]
+        if mode == "events":
+            return [StreamEvent("text", item) if type(item) is str else item for item in batch]
+        return [batch]
 
     def __aiter__(self) -> AsyncIterator[str]:
-        return self._texts
+        self.mode = "text"
+        return self._items
 
     async def __anext__(self) -> str:
-        return await self._texts.__anext__()
+        self.mode = "text"
+        return await self._items.__anext__()  # type: ignore[no-any-return]
 
     def events(self) -> AsyncIterator[StreamEvent]:
         """The stream's typed events, ending with one of type ``end`` that holds the final response."""
-        return self._events
+        self.mode = "events"
+        return self._items
+
+    def batches(self) -> AsyncIterator[list[Item]]:
+        """Every item, a batch per piece of the body (for the sync `Stream`)."""
+        self.mode = "batches"
+        return self._items
 
     async def final(self) -> CompletionResponse:
         """Read the rest of the stream and return the final response."""
-        async for _ in self._events:
+        self.mode = "batches"
+        async for _ in self._items:
             pass
         assert self.response is not None
         return self.response
 
     async def aclose(self) -> None:
         """Stop reading; the connection is released."""
-        await self._texts.aclose()
-        await self._events.aclose()
+        await self._items.aclose()
 
     async def __aenter__(self) -> AsyncStream:
         return self
@@ -96,18 +111,21 @@ class AsyncStream:
         await self.aclose()
 
 
-def _whole(response: CompletionResponse) -> list[StreamEvent]:
+Item = StreamEvent | str  # an item of a stream batch: a text delta as a plain str, else a typed event
+
+
+def _whole(response: CompletionResponse) -> list[Item]:
     """The events of a reply that arrived whole (a provider that cannot stream, or a backend's single answer)."""
-    events = [StreamEvent("text", response.content)] if response.content else []
+    events: list[Item] = [response.content] if response.content else []
     for index, call in enumerate(response.tool_calls):
         events.append(StreamEvent("tool_call", index=index, id=call.id, name=call.name))
         events.append(StreamEvent("tool_arguments", text=call.arguments, index=index))
     return [*events, *closing_events(response)]
 
 
-def closing_events(response: CompletionResponse) -> list[StreamEvent]:
+def closing_events(response: CompletionResponse) -> list[Item]:
     """The events that end a stream: usage (when counted) and end."""
-    usage = [StreamEvent("usage", response=response)] if response.input_tokens is not None or \
+    usage: list[Item] = [StreamEvent("usage", response=response)] if response.input_tokens is not None or \
         response.output_tokens is not None else []
     return [*usage, StreamEvent("end", response=response)]
 
@@ -379,26 +397,28 @@ class HTTPProvider(LLMProvider):
         return AsyncStream(lambda result: self._stream(request, options, result))
 
     async def _stream(self, request: CompletionRequest, options: CallOptions | None,
-                      result: AsyncStream) -> AsyncGenerator[StreamEvent, None]:
+                      result: AsyncStream) -> AsyncGenerator[Any, None]:
         started = time.perf_counter()
         model = resolve_model(self.compiled, request.model)
         if self.compiled.stream is None:  # the provider cannot stream: one delta with the whole text
             result.response = await self.complete(request, options)
-            for event in _whole(result.response):
-                yield event
+            for item in result.emit(_whole(result.response)):
+                yield item
             return
         try:
             prepared, http_request, policy, timeout = self._call(request, options, stream=True)
         except InvalidRequestError as exc:
             result.response = self._failure(str(exc), ErrorKind.INVALID_REQUEST, model=model, started=started)
-            yield StreamEvent("end", response=result.response)
+            for item in result.emit([StreamEvent("end", response=result.response)]):
+                yield item
             return
         try:
             prepared = await self._authorize(prepared, http_request)
             response = await send(self.client, http_request, policy, timeout=timeout)
         except ProviderError as exc:  # SendError, or an auth hook that failed
             result.response = self._fail(prepared, exc.message, exc.kind, model, started)
-            yield StreamEvent("end", response=result.response)
+            for item in result.emit([StreamEvent("end", response=result.response)]):
+                yield item
             return
         status = response.status_code
         if status >= 300 or not self._is_stream(response):
@@ -406,23 +426,33 @@ class HTTPProvider(LLMProvider):
                 result.response = await self._not_a_stream(prepared, response, model, started)
             finally:
                 await response.aclose()
-            yield StreamEvent("end", response=result.response)
+            for item in result.emit([StreamEvent("end", response=result.response)]):
+                yield item
             return
         state = StreamState(self.compiled.stream, self.compiled.error_kinds, self.limits, prepared.secrets,
-                            response.headers if self.compiled.reads_headers else None)
+                            response.headers if self.compiled.stream.reads_headers else None)
         closed_early = True
         try:
             try:
-                async for chunk in iter_body(response, self.limits.max_stream_bytes):
-                    if state.ended:
+                pieces, decoder = stream_body(response, self.limits.max_stream_bytes)
+                async for piece in pieces:
+                    chunk = decoder.feed(piece)
+                    if state.ended or not chunk:
                         continue  # read to the end of the body so the connection goes back to the pool
-                    for event in state.feed(chunk):
-                        yield event
+                    batch = state.feed(chunk)
+                    if batch:
+                        if result.mode == "text" and len(batch) == 1 and type(batch[0]) is str:
+                            yield batch[0]  # the usual piece: one text delta
+                        else:
+                            for item in result.emit(batch):
+                                yield item
                     if state.error is not None:
                         break
                 else:
-                    for event in state.close():
-                        yield event
+                    tail = decoder.flush()
+                    batch = (state.feed(tail) if tail and not state.ended else []) + state.close()
+                    for item in result.emit(batch):
+                        yield item
             except (LimitExceeded, UnsupportedEncoding) as exc:
                 state.fail(str(exc), ErrorKind.INVALID_RESPONSE)
             except httpx.TimeoutException as exc:
@@ -436,8 +466,8 @@ class HTTPProvider(LLMProvider):
                 state.fail("stream closed by the caller before its end", ErrorKind.CONNECTION)
             result.response = self._stream_result(prepared, state, model, started, status,
                                                   self._request_id(None, response.headers))
-        for event in closing_events(result.response):
-            yield event
+        for item in result.emit(closing_events(result.response)):
+            yield item
 
     def _is_stream(self, response: httpx.Response) -> bool:
         """Whether a 2xx answer to a stream request is a stream of the provider's format (no type: assume so)."""

@@ -20,8 +20,17 @@ from .types import HTTPRequest
 if TYPE_CHECKING:
     from .settings import Settings
 
-__all__ = ["BodyDecoder", "RetryPolicy", "SendError", "UnsupportedEncoding", "describe", "iter_body", "new_client",
-           "read_body", "send"]
+__all__ = [
+    "BodyDecoder",
+    "RetryPolicy",
+    "SendError",
+    "UnsupportedEncoding",
+    "describe",
+    "new_client",
+    "read_body",
+    "send",
+    "stream_body",
+]
 
 
 def new_client(settings: Settings) -> httpx.AsyncClient:
@@ -46,7 +55,7 @@ async def send(client: httpx.AsyncClient, request: HTTPRequest, policy: RetryPol
                timeout: float | None = None) -> httpx.Response:
     """Send with retries; the response may still be an HTTP error. Raises `SendError` for no response.
 
-    The body is not read: read it with `read_body` or `iter_body` (within the limits), then close the
+    The body is not read: read it with `read_body` or `stream_body` (within the limits), then close the
     response. ``timeout`` replaces the client's read/write/pool timeouts for this call.
     """
     attempt = 0
@@ -119,8 +128,11 @@ class BodyDecoder:
         return data
 
     def feed(self, chunk: bytes) -> bytes:
-        if self._zlib is None:
-            return self._count(chunk)
+        if self._zlib is None:  # identity, the usual case: count only
+            self._total += len(chunk)
+            if self._total > self._limit:
+                raise LimitExceeded(self._name, self._limit, "the response body")
+            return chunk
         import zlib
 
         out: list[bytes] = []
@@ -172,18 +184,14 @@ async def read_body(response: httpx.Response, limit: int, name: str = "max_respo
     return b"".join(parts)
 
 
-async def iter_body(response: httpx.Response, limit: int) -> AsyncIterator[bytes]:
-    """The decoded body of a stream, chunk by chunk, refused past ``limit`` bytes in all."""
+def stream_body(response: httpx.Response, limit: int) -> tuple[AsyncIterator[bytes], BodyDecoder]:
+    """The raw pieces of a streamed body, and the decoder that decodes them and refuses past ``limit`` bytes
+    in all: ``decoder.feed(piece)`` for each, then ``decoder.flush()``. (Not a generator of its own: a
+    stream of many small events pays for each layer of async iteration.)"""
     if response.is_stream_consumed:  # built with its content (a mock transport's reply): decoded already
-        if len(response.content) > limit:
-            raise LimitExceeded("max_stream_bytes", limit, "the response body")
-        yield response.content
-        return
-    decoder = BodyDecoder(response.headers.get("content-encoding"), limit, "max_stream_bytes")
-    async for chunk in response.aiter_raw():
-        data = decoder.feed(chunk)
-        if data:
-            yield data
-    tail = decoder.flush()
-    if tail:
-        yield tail
+        return _once(response.content), BodyDecoder(None, limit, "max_stream_bytes")
+    return response.aiter_raw(), BodyDecoder(response.headers.get("content-encoding"), limit, "max_stream_bytes")
+
+
+async def _once(content: bytes) -> AsyncIterator[bytes]:
+    yield content

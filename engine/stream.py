@@ -38,16 +38,19 @@ class _Lines:
                     raise LimitExceeded("max_event_bytes", self._limit, "a stream line")
             return []
         lines = chunk.split(b"\n")
+        limit = self._limit
         if self._parts:
             self._parts.append(lines[0])
             lines[0] = b"".join(self._parts)
             self._parts, self._size = [], 0
+            if len(lines[0]) > limit:
+                raise LimitExceeded("max_event_bytes", limit, "a stream line")
         tail = lines.pop()
         if tail:
             self._parts, self._size = [tail], len(tail)
-        if len(lines[0]) > self._limit or (len(chunk) > self._limit and max(map(len, lines)) > self._limit) or \
-                self._size > self._limit:
-            raise LimitExceeded("max_event_bytes", self._limit, "a stream line")
+        # Every other line, and the tail, lies within this chunk: only a chunk past the limit can hold one.
+        if len(chunk) > limit and (max(map(len, lines), default=0) > limit or self._size > limit):
+            raise LimitExceeded("max_event_bytes", limit, "a stream line")
         return lines
 
     def close(self) -> bytes:
@@ -71,7 +74,18 @@ class SSEDecoder:
     def feed(self, chunk: bytes) -> list[Event]:
         events: list[Event] = []
         for line in self._lines.feed(chunk):
-            self._split_line(line, events)
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if b"\r" in line:  # lone CR line endings
+                for part in line.split(b"\r"):
+                    self._line(part, events)
+            elif not line:  # the blank line that ends an event (the common case, inlined)
+                if self._data:
+                    data = self._data
+                    events.append((self._event, data[0] if len(data) == 1 else b"\n".join(data)))
+                    self._event, self._data, self._size = None, [], 0
+            else:
+                self._line(line, events)
         return events
 
     def _split_line(self, line: bytes, events: list[Event]) -> None:
@@ -171,21 +185,22 @@ class StreamState:
     def content(self) -> str:
         return "".join(self.parts)
 
-    def feed(self, chunk: bytes) -> list[StreamEvent]:
-        """Decode a chunk of the body; returns the events it completes (text deltas, tool calls forming, ...)."""
-        if len(self.head) < 200:
+    def feed(self, chunk: bytes) -> list[StreamEvent | str]:
+        """Decode a chunk of the body; returns the events it completes: a text delta as a plain ``str``, any
+        other event (reasoning, tool calls forming) as a `StreamEvent`."""
+        if self.bytes_seen < 200:
             self.head += chunk[:200 - len(self.head)]
         self.bytes_seen += len(chunk)
         try:
             if self._headers is not None:
                 with reading_headers(self._headers):
                     return self._apply(self._decoder.feed(chunk))
-            return self._apply(self._decoder.feed(chunk))
+            return self._apply(self._decoder.feed(chunk))  # (the common case: no rule reads a header)
         except LimitExceeded as exc:
             self.fail(str(exc), ErrorKind.INVALID_RESPONSE)
             return []
 
-    def close(self) -> list[StreamEvent]:
+    def close(self) -> list[StreamEvent | str]:
         """The body has ended: handle what is still buffered."""
         try:
             if self._headers is not None:
@@ -235,10 +250,11 @@ class StreamState:
                 if name in values:
                     block[name] = _as_text(values[name])
 
-    def _apply(self, events: list[Event]) -> list[StreamEvent]:
-        deltas: list[StreamEvent] = []
+    def _apply(self, events: list[Event]) -> list[StreamEvent | str]:
+        deltas: list[StreamEvent | str] = []
+        spec = self.spec
         for name, data in events:
-            if self.finished:
+            if self.ended or self.error is not None:
                 break
             if self._done is not None and data.strip() == self._done:
                 self.ended = True
@@ -256,14 +272,14 @@ class StreamState:
                           ErrorKind.INVALID_RESPONSE)
                 break
             self.events.append(payload if name is None else {"event": name, "data": payload})
-            rule = self._rule(name, payload)
+            rule = spec.chunk if name is None and not spec.events else self._rule(name, payload)
             if rule is None:
                 continue
             for head, fields in rule.groups:
                 if head is not None and (type(payload) is not dict or payload.get(head) is None):
                     continue
                 for field, extractor in fields:
-                    value = extractor.value(payload)
+                    value = extractor.read(payload)
                     if value is not None:
                         self.values[field] = value
             counts = rule.when is None or rule.when.holds(payload)
@@ -271,16 +287,20 @@ class StreamState:
                 delta = rule.delta.strings(payload)
                 if delta:
                     self.parts.append(delta)
-                    deltas.append(StreamEvent("text", delta))
+                    deltas.append(delta)  # a text delta travels as a plain str (see AsyncStream)
             if counts and rule.reasoning_delta is not None:
                 thought = rule.reasoning_delta.strings(payload)
                 if thought:
                     self.reasoning.append(thought)
                     deltas.append(StreamEvent("reasoning", thought))
             if counts and rule.tool_call is not None:
-                self.calls.feed(rule.tool_call.items(payload), deltas)
+                items = rule.tool_call.items(payload)
+                if items:
+                    self.calls.feed(items, deltas)
             if counts and rule.thinking is not None:
-                self._thinking(rule.thinking.items(payload))
+                items = rule.thinking.items(payload)
+                if items:
+                    self._thinking(items)
             if rule.error or "error_message" in self.values:
                 message = self.values.get("error_message")
                 if not isinstance(message, str) or not message:
@@ -306,7 +326,7 @@ class ToolCallAssembler:
     def __bool__(self) -> bool:
         return bool(self._calls)
 
-    def feed(self, items: list[tuple[Any, dict[str, Any]]], events: list[StreamEvent]) -> None:
+    def feed(self, items: list[tuple[Any, dict[str, Any]]], events: list[Any]) -> None:
         for index, values in items:
             key = index if isinstance(index, int | str) else ("#", len(self._calls))
             call = self._calls.get(key)

@@ -104,7 +104,7 @@ class ToolCall(BaseModel):
         return call
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StreamEvent:
     """One typed event of a stream, the same for every provider.
 

@@ -146,3 +146,12 @@ def test_body_snippet_truncates_with_an_ellipsis() -> None:
     assert body_snippet(b"y" * 200) == "y" * 200
     assert body_snippet(b"a <b> c", limit=3) == "a c"
     assert body_snippet("caf\u00e9 \xff".encode("latin-1")) == "caf\ufffd \ufffd"
+
+
+def test_token_counts_in_text_are_plain_ascii_digits() -> None:
+    from engine.extract import token_count
+
+    assert token_count("42") == (42, False) and token_count(" 7 ") == (7, False)  # a header's count
+    for bad in ("²", "٣", "-1", "1e3", "4.0", "9" * 13, ""):  # digits to isdigit, not to int
+        assert token_count(bad) == (None, True), bad
+    assert token_count(True) == (None, True) and token_count(None) == (None, False)

@@ -52,8 +52,10 @@ def test_ndjson_every_split_point() -> None:
         assert decode_all(NDJSONDecoder(), body, [cut]) == expected
 
 
-def texts(events: list[StreamEvent]) -> list[str]:
-    return [event.text for event in events if event.type == "text"]
+def texts(events: list[StreamEvent | str]) -> list[str]:
+    """The text deltas of a batch: StreamState gives them as plain strings."""
+    assert not any(isinstance(e, StreamEvent) and e.type == "text" for e in events)
+    return [event for event in events if isinstance(event, str)]
 
 
 def state_for(provider: str) -> StreamState:
