@@ -64,11 +64,11 @@ async def send(client: httpx.AsyncClient, request: HTTPRequest, policy: RetryPol
         connect = client.timeout.connect
         extensions = {"timeout": httpx.Timeout(timeout, connect=min(timeout, connect) if connect else timeout)
                       .as_dict()}
+    headers = {**request.headers, "accept-encoding": ACCEPT_ENCODING}  # (one Headers built, not changed after)
     while True:
         try:
-            built = client.build_request(request.method, request.url, headers=request.headers,
-                                         content=request.content, extensions=extensions)
-            built.headers["accept-encoding"] = ACCEPT_ENCODING
+            built = client.build_request(request.method, request.url, headers=headers, content=request.content,
+                                         extensions=extensions)
             response = await client.send(built, stream=True)
         except httpx.TimeoutException as exc:
             failure = SendError(f"timed out: {describe(exc)}", ErrorKind.TIMEOUT)
@@ -170,15 +170,15 @@ class UnsupportedEncoding(ValueError):
 
 async def read_body(response: httpx.Response, limit: int, name: str = "max_response_bytes") -> bytes:
     """The whole decoded body, refused past ``limit`` (by Content-Length before reading, or while reading)."""
-    length = response.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit and \
-            not response.headers.get("content-encoding"):
-        raise LimitExceeded(name, limit, f"the response body ({int(length):,} bytes announced)")
     if response.is_stream_consumed:  # built with its content (a mock transport's reply): decoded already
         if len(response.content) > limit:
             raise LimitExceeded(name, limit, "the response body")
         return response.content
-    decoder = BodyDecoder(response.headers.get("content-encoding"), limit, name)
+    headers = response.headers
+    encoding, length = headers.get("content-encoding"), headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit and not encoding:
+        raise LimitExceeded(name, limit, f"the response body ({int(length):,} bytes announced)")
+    decoder = BodyDecoder(encoding, limit, name)
     parts = [decoder.feed(chunk) async for chunk in response.aiter_raw()]
     parts.append(decoder.flush())
     return b"".join(parts)
