@@ -27,7 +27,7 @@ STAGES: list[set[str]] = [
     {"provider"},
     {"backend"},
     {"bedrock"},
-    {"registry"},
+    {"registry", "router"},
     {"api", "check", "_sync", "client"},
     {"__init__", "__main__"},
 ]
