@@ -185,7 +185,7 @@ class Router:
         self.env = env or os.environ.get
         self.rng = rng or random.Random()
         self.in_flight: dict[str, int] = defaultdict(int)
-        self._options: dict[str, dict[str, Any]] = {}
+        self._options: dict[int, dict[str, Any]] = {}  # by id() of a deployment the router holds
 
     def __contains__(self, name: object) -> bool:
         return name in self.routes
@@ -194,9 +194,11 @@ class Router:
         return iter(self.routes)
 
     def deployment_options(self, deployment: Deployment) -> dict[str, Any]:
-        options = self._options.get(deployment.id)
+        """A deployment's call options (its key read once). Two deployments may share an `id` (the same upstream
+        in two routes) and differ in timeout or retries, so they are kept per deployment."""
+        options = self._options.get(id(deployment))
         if options is None:
-            options = self._options[deployment.id] = deployment.options(self.env)
+            options = self._options[id(deployment)] = deployment.options(self.env)
         return options
 
     async def order(self, route: Route) -> tuple[list[Deployment], float]:

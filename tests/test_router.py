@@ -269,3 +269,12 @@ def test_options_are_checked_before_any_deployment_is_called(server: FakeServer)
         with pytest.raises(UnknownOptionError):
             engine.astream("smart", ASK, max_tokenz=5)
     assert server.requests == []
+
+
+def test_one_upstream_in_two_routes_keeps_each_routes_options(server: FakeServer) -> None:
+    routes = {"patient": ["openai/gpt-4o-mini"], "quick": [{"model": "openai/gpt-4o-mini", "timeout": 0.3}]}
+    with engine_for(server, routes, timeout=5.0) as engine:
+        assert engine.complete("patient", ASK).success  # its options are read first
+        server.inject(Fault("timeout", seconds=1.5))
+        reply = engine.complete("quick", ASK)
+    assert reply.error_kind is ErrorKind.TIMEOUT and (reply.latency_ms or 0) < 1000
