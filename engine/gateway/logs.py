@@ -2,16 +2,17 @@
 messages (start-up, shutdown, errors) are written the same way.
 
 An access line: ``ts`` (UTC, ISO 8601), ``level``, ``logger``, ``event: request``, ``id`` (also the reply's
-``x-request-id``), ``method``, ``path``, ``client``, ``status``, ``api``, ``key`` (its name, never the key),
-``model`` (as asked), ``provider`` and ``served_model`` (what answered), ``stream``, ``input_tokens``,
-``output_tokens``, ``cost_usd``, ``latency_ms``, ``first_byte_ms`` (streams), ``error_kind`` and ``error``.
-Message content is never logged.
+``x-request-id``), ``pid`` (the worker process), ``method``, ``path``, ``client``, ``status``, ``api``, ``key``
+(its name, never the key), ``model`` (as asked), ``provider`` and ``served_model`` (what answered), ``stream``,
+``input_tokens``, ``output_tokens``, ``cost_usd``, ``latency_ms``, ``first_byte_ms`` (streams), ``error_kind``
+and ``error``. Message content is never logged.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +61,7 @@ class AccessLog:
         self.enabled = enabled
         self.logger = logging.getLogger(ACCESS)
         self.errors = logging.getLogger("genai.gateway")
+        self.pid = os.getpid()
 
     def write(self, outcome: Outcome, rid: str, started: float, seconds: float, scope: dict[str, Any]) -> None:
         if not self.enabled or not self.logger.isEnabledFor(logging.INFO):
@@ -67,8 +69,9 @@ class AccessLog:
         response, call, problem = outcome.response, outcome.call, outcome.problem
         client = scope.get("client")
         line: dict[str, Any] = {
-            "event": "request", "id": rid, "method": scope.get("method"), "path": scope.get("path"),
-            "client": f"{client[0]}:{client[1]}" if client else None, "status": outcome.status, "api": outcome.api,
+            "event": "request", "id": rid, "pid": self.pid, "method": scope.get("method"),
+            "path": scope.get("path"), "client": f"{client[0]}:{client[1]}" if client else None,
+            "status": outcome.status, "api": outcome.api,
             "key": outcome.key.name if outcome.key is not None else None,
             "model": call.model if call is not None else None, "stream": outcome.stream,
             "latency_ms": round(seconds * 1000, 3),
