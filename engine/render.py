@@ -333,7 +333,10 @@ def with_placeholders(spec: ProviderSpec, settings: Settings, *, key: str = "pla
 
     notes: list[str] = []
     update: dict[str, Any] = {}
-    if spec.auth.type != "none" and (force or settings.api_key(spec.name, spec.key_env) is None):
+    if spec.auth.type == "hook":
+        notes.append(f"{spec.auth.header} comes from the auth hook ({spec.auth.hook}) when a call is made; "
+                     "shown as ***")
+    elif spec.auth.type != "none" and (force or settings.api_key(spec.name, spec.key_env) is None):
         update["api_keys"] = {**settings.api_keys, spec.name: SecretStr(key)}
         notes.append(f"no API key set ({' or '.join(spec.key_env)}); a placeholder is used, shown as ***")
     given = {} if force else settings.provider_config.get(spec.name, {})

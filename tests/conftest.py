@@ -53,7 +53,14 @@ def make_settings(**overrides: Any) -> Settings:
     """Settings with a fake key for every bundled provider and near-instant retries."""
     keys = {name: TEST_KEY for name in list_providers(Settings())}
     values: dict[str, Any] = {"api_keys": keys, "retry_initial_delay": 0.001, "retry_max_delay": 0.01,
-                              "timeout": 5.0, "provider_config": {"azure-openai": {"resource": "example-resource"}}}
+                              "timeout": 5.0, "provider_config": {
+                                  "azure-openai": {"resource": "example-resource"},
+                                  "azure-openai-entra": {"resource": "example-resource",
+                                                         "access_token": "test-entra-token"},
+                                  "vertex-gemini": {"project": "example-project", "location": "us-central1",
+                                                    "access_token": "test-google-token"},
+                                  "vertex-anthropic": {"project": "example-project", "location": "us-east5",
+                                                       "access_token": "test-google-token"}}}
     values.update(overrides)
     return Settings(**values)
 

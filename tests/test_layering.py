@@ -25,6 +25,7 @@ STAGES: list[set[str]] = [
     {"transport", "send", "auth"},
     {"extract", "stream"},
     {"provider"},
+    {"auth_google", "auth_azure"},  # the bundled auth hooks (their libraries are optional extras)
     {"backend"},
     {"bedrock"},
     {"registry"},

@@ -23,7 +23,8 @@ from engine.stream import StreamState
 from engine.testing import FORMATS, FakeServer, Fault, RecordedRequest, replay_client
 from engine.testing.wire import Call, route
 
-NATIVE = {"anthropic": "anthropic", "ollama": "ollama", "gemini": "gemini", "cohere": "cohere"}
+NATIVE = {"anthropic": "anthropic", "ollama": "ollama", "gemini": "gemini", "cohere": "cohere",
+          "vertex-gemini": "gemini", "vertex-anthropic": "vertex-anthropic"}
 CALL = Call(model="m-1", text="Hello wörld ✓", deltas=["Hello", " wörld", " ✓"], input_tokens=3)
 HI = [{"role": "user", "content": "  hi\n  there  "}]
 
@@ -53,6 +54,9 @@ def test_every_bundled_provider_path_is_routed(registry: Registry, settings: Set
     ("/chat/completions/", "openai"), ("/v1beta/models/gemini-2.5-flash:streamGenerateContent", "gemini"),
     ("/v1/models/g:generateContent", "gemini"), ("/v2/chat", "cohere"), ("/api/chat", "ollama"),
     ("/v1/messages", "anthropic"),
+    ("/v1/projects/p/locations/global/publishers/google/models/gemini-2.5-pro:streamGenerateContent", "gemini"),
+    ("/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:rawPredict",
+     "vertex-anthropic"),
 ])
 def test_route_by_path_ending(path: str, name: str) -> None:
     routed = route(path)
@@ -83,7 +87,8 @@ def test_stream_ends_with_its_end_marker_and_the_engine_reads_it(registry: Regis
     events = FORMATS[name].stream(CALL)
     last = events[-1].decode()
     marker = {"openai": "data: [DONE]", "anthropic": "event: message_stop", "ollama": '"done":true',
-              "gemini": '"finishReason":"STOP"', "cohere": "event: message-end"}[name]
+              "gemini": '"finishReason":"STOP"', "cohere": "event: message-end",
+              "vertex-anthropic": "event: message_stop"}[name]
     assert marker in last and all(marker not in e.decode() for e in events[:-1])
     stream = registry.compiled(name).stream
     assert stream is not None
@@ -213,3 +218,26 @@ def test_pytest_plugin_fixtures(tmp_path: Path) -> None:
          "test_uses_plugin.py"], cwd=tmp_path, env=dict(os.environ), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+def test_the_vertex_claude_format_checks_its_native_shape() -> None:
+    import httpx
+
+    good = {"anthropic_version": "vertex-2023-10-16", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    path = "/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-haiku-4-5@20251001:"
+    with FakeServer(chunk_size=None, max_seconds=30) as server:
+        def post(method: str, body: dict) -> httpx.Response:
+            return httpx.post(server.base_url + path + method, json=body, timeout=10)
+
+        ok = post("rawPredict", good)
+        assert ok.status_code == 200 and ok.json()["model"] == "claude-haiku-4-5@20251001"
+        streamed = post("streamRawPredict", {**good, "stream": True})
+        assert streamed.headers["content-type"].startswith("text/event-stream")
+        for method, body, problem in [
+            ("rawPredict", {**good, "model": "claude"}, "model in the path"),
+            ("rawPredict", {**good, "anthropic_version": "2023-06-01"}, "anthropic_version must be"),
+            ("rawPredict", {**good, "stream": True}, ":streamRawPredict"),
+            ("streamRawPredict", good, ":streamRawPredict"),
+        ]:
+            answer = post(method, body)
+            assert answer.status_code == 400 and problem in answer.json()["error"]["message"], (method, body)

@@ -72,7 +72,7 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -196,14 +196,15 @@ class FakeServer:
     ``port``: 0 lets the OS choose.
     ``api_key``: when set, a request that does not carry this key (as a bearer token, a ``*-key`` header such
     as ``x-api-key``, or a ``key`` query value) gets a 401 in its format, as a live API would (formats whose
-    ``needs_key`` is false take any request).
+    ``needs_key`` is false take any request). A function instead checks the key (e.g. `TokenServer.valid`
+    for OAuth2 access tokens).
     ``formats``: wire formats of your own (`WireFormat` subclasses), tried before the built-in ones, so
     that a provider file for an API the engine does not bundle can be tested over real sockets.
     """
 
     def __init__(self, *, chunk_size: int | None = 7, reply: str | None = None, chunks: int | None = None,
                  max_seconds: float = 600.0, port: int = 0, formats: Sequence[WireFormat] = (),
-                 api_key: str | None = None) -> None:
+                 api_key: str | Callable[[str], bool] | None = None) -> None:
         if chunk_size is not None and chunk_size < 1:
             raise ValueError("chunk_size must be >= 1 or None")
         if chunks is not None and chunks < 1:
@@ -235,6 +236,10 @@ class FakeServer:
         """Queue faults; each applies to the next API request (FIFO) and is then consumed."""
         with self._lock:
             self._faults.extend(faults)
+
+    def _key_ok(self, credential: str) -> bool:
+        key = self.api_key
+        return key(credential) if callable(key) else credential == key
 
     def reply_for(self, request: RecordedRequest | HTTPRequest | dict[str, Any]) -> str:
         """The exact text the server sends for a request (a recorded one, a rendered one, or a bare body).
@@ -566,7 +571,7 @@ class FakeServer:
         if request.method != "POST":
             return await self._send_json(writer, request, 405, wire.error_body(405, "use POST"), extra)
 
-        if self.api_key is not None and wire.needs_key and _credential(request) != self.api_key:
+        if self.api_key is not None and wire.needs_key and not self._key_ok(_credential(request)):
             return await self._send_json(writer, request, 401, wire.error_body(401, "invalid API key"), extra)
         fault = self._next_fault()
         kind = fault.kind if fault else None

@@ -893,8 +893,25 @@ class CohereChat(WireFormat):
         return sse({"type": "message-end", "delta": {"finish_reason": "ERROR", "error": message}}, "message-end")
 
 
+class VertexAnthropic(AnthropicMessages):
+    """Claude on Vertex AI: Anthropic Messages at ``…/publishers/anthropic/models/<model>:rawPredict`` (or
+    ``:streamRawPredict``), the model in the path, ``anthropic_version`` in the body."""
+
+    name = "vertex-anthropic"
+    path = re.compile(r"/publishers/anthropic/models/(?P<model>[^/:]+):(?P<method>rawPredict|streamRawPredict)$")
+    VERSION = "vertex-2023-10-16"
+
+    def model(self, body: dict[str, Any], match: re.Match[str]) -> str:
+        _require("model" not in body, "Vertex takes the model in the path, not in the body")
+        _require(body.get("anthropic_version") == self.VERSION,
+                 f"anthropic_version must be {self.VERSION!r}, got {body.get('anthropic_version')!r}")
+        _require((match["method"] == "streamRawPredict") == (body.get("stream") is True),
+                 "a streamed call goes to :streamRawPredict with \"stream\": true, any other to :rawPredict")
+        return match["model"]
+
+
 FORMATS: dict[str, WireFormat] = {f.name: f for f in (OpenAIChat(), AnthropicMessages(), OllamaChat(),
-                                                       GeminiGenerateContent(), CohereChat())}
+                                                       GeminiGenerateContent(), CohereChat(), VertexAnthropic())}
 
 
 def route(path: str, extra: Sequence[WireFormat] = ()) -> tuple[WireFormat, re.Match[str]] | None:
