@@ -35,11 +35,19 @@ from .compiled import USAGE_FIELDS
 from .errors import BackendLoadError, ConfigError, ErrorKind, InvalidRequestError, ProviderError
 from .extract import unify_usage
 from .pricing import PriceTable, Usage
-from .provider import AsyncStream, Item, LLMProvider, closing_events
+from .provider import AsyncStream, Batch, Item, LLMProvider, batches, closing_events
 from .render import check_capabilities, resolve_config, resolve_model
 from .spec import ProviderSpec
 from .stream import ToolCallAssembler
-from .types import CallOptions, CompletionRequest, CompletionResponse, StreamEvent, ToolCall
+from .types import (
+    CallOptions,
+    CompletionRequest,
+    CompletionResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    StreamEvent,
+    ToolCall,
+)
 
 log = logging.getLogger("engine")
 
@@ -87,6 +95,16 @@ class BackendChunk:
     thinking: list[dict[str, Any]] | None = None  # reasoning blocks to replay, once complete
 
 
+@dataclass(slots=True)
+class BackendEmbedding:
+    """A backend's vectors for one batch of inputs, in order."""
+
+    vectors: list[list[float]]
+    model: str | None = None
+    input_tokens: int | None = None
+    raw: Any = None
+
+
 class Backend(ABC):
     """Base class of Python backends."""
 
@@ -104,6 +122,15 @@ class Backend(ABC):
                            result.reasoning, thinking=result.thinking or None)
         for index, call in enumerate(result.tool_calls):
             yield BackendChunk(tool_call=ToolCallPiece(index, call.id, call.name, call.arguments, call.signature))
+
+    def embedding_batch(self, model: str) -> int:
+        """Most inputs one `embed` call takes for a model (the engine splits longer lists and runs the batches
+        concurrently); 0 when the backend offers no embeddings."""
+        return 0
+
+    async def embed(self, request: EmbeddingRequest, model: str, inputs: list[str]) -> BackendEmbedding:
+        """Vectors for one batch of ``inputs`` (``request`` holds the call's options)."""
+        raise NotImplementedError
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients and connections."""
@@ -202,6 +229,51 @@ class BackendProvider(LLMProvider):
     def stream_complete(self, request: CompletionRequest, options: CallOptions | None = None) -> AsyncStream:
         self._check_options(options)
         return AsyncStream(lambda result: self._stream(request, options, result))
+
+    async def embed(self, request: EmbeddingRequest, options: CallOptions | None = None) -> EmbeddingResponse:
+        started = time.perf_counter()
+        self._check_options(options)
+        models = [m for m in self.spec.models if m.kind == "embedding"]
+        model = self.spec.resolve_alias(request.model) if request.model else (models[0].id if models else "")
+        listed = next((m for m in self.spec.models if m.id == model), None)
+        size = self.backend.embedding_batch(model) if model else 0
+        why = ("it is a chat model, not an embedding model" if listed is not None and listed.kind != "embedding"
+               else "its backend offers no embeddings for it" if size < 1 else None)
+        if why is not None or not model:
+            message = (f"{self.name}/{model or '?'} does not take embeddings ({why or 'no model given'}); "
+                       "nothing was sent")
+            return self._embedding_failure(message, ErrorKind.INVALID_REQUEST, model=model or None,
+                                           started=started, inputs=len(request.inputs))
+        gate = asyncio.Semaphore(self.settings.embed_concurrency)
+        timeout = options.timeout if options is not None else None
+
+        async def one(start: int, inputs: list[str]) -> Batch:
+            batch = Batch(start, len(inputs))
+            token = _CALL_OPTIONS.set(options)
+            try:
+                async with gate, asyncio.timeout(timeout):
+                    result = await self.backend.embed(request, model, inputs)
+            except ConfigError:
+                raise
+            except TimeoutError:
+                batch.error, batch.kind = f"timed out after {timeout} s", ErrorKind.TIMEOUT
+                return batch
+            except Exception as exc:
+                failed = self._error(exc, model, started)
+                batch.error, batch.kind, batch.status_code = failed.error, failed.error_kind, failed.status_code
+                return batch
+            finally:
+                _CALL_OPTIONS.reset(token)
+            if len(result.vectors) != len(inputs):
+                batch.error = f"invalid embeddings reply: sent {len(inputs)} inputs, got {len(result.vectors)} vectors"
+                batch.kind = ErrorKind.INVALID_RESPONSE
+                return batch
+            batch.vectors, batch.model, batch.raw = result.vectors, result.model, result.raw
+            batch.input_tokens = result.input_tokens
+            return batch
+
+        outcomes = await asyncio.gather(*(one(start, inputs) for start, inputs in batches(request.inputs, size)))
+        return self._embeddings_result(list(outcomes), model, started)
 
     async def _stream(self, request: CompletionRequest, options: CallOptions | None,
                       result: AsyncStream) -> AsyncGenerator[Any, None]:

@@ -281,17 +281,27 @@ class _Checker:
         return [Problem(file, line, "backend", f"cannot find Python module {module!r}")]
 
     def _render(self, compiled: CompiledProvider) -> list[Problem]:
-        from .render import prepare, render, with_placeholders
+        from .render import prepare, render, render_embeddings, with_placeholders
+        from .types import EmbeddingRequest
 
         spec = compiled.spec
-        if spec.backend is not None or spec.request is None:
+        if spec.backend is not None:
             return []
         settings, _ = with_placeholders(spec, self.settings, key="sk-check", force=True)
         try:
             prepared = prepare(compiled, settings)
-            for request in sample_requests(spec):
-                for stream in (False, True):
-                    render(prepared, request, stream)
+            if spec.request is not None:
+                for request in sample_requests(spec):
+                    for stream in (False, True):
+                        render(prepared, request, stream)
+            if spec.embeddings is not None:
+                model = spec.embeddings.default_model or "example-model"
+                plain = EmbeddingRequest(inputs=["a", "b"], model=model)
+                full = EmbeddingRequest(inputs=["a", "b"], model=model,
+                                        dimensions=256 if "dimensions" in spec.embeddings.takes else None,
+                                        input_type="query" if "input_type" in spec.embeddings.takes else None)
+                for sample in (plain, full):
+                    render_embeddings(prepared, sample, sample.inputs, model)
         except TemplateRenderError as exc:
             return [Problem.of(exc, " (rendering a sample request)")]
         except ConfigError as exc:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, UnknownOptionError, UnknownProviderError
 from .registry import Registry, default_registry
-from .types import CallOptions, CompletionRequest, CompletionResponse, StreamEvent
+from .types import CallOptions, CompletionRequest, CompletionResponse, EmbeddingRequest, EmbeddingResponse, StreamEvent
 
 if TYPE_CHECKING:
     import httpx
@@ -34,10 +34,13 @@ CALL_OPTIONS = ("timeout", "max_retries", "headers", "api_key", "base_url")
 SAMPLING = ("stop", "top_p", "seed", "presence_penalty", "frequency_penalty", "user")
 
 
-def _unknown_keyword(name: str) -> str:
+EMBEDDING_OPTIONS = ("dimensions", "input_type", "user", "extra")
+
+
+def _unknown_keyword(name: str, accepted: list[str] | None = None) -> str:
     import difflib
 
-    accepted = [*REQUEST_OPTIONS, *SAMPLING, *CALL_OPTIONS]
+    accepted = accepted or [*REQUEST_OPTIONS, *SAMPLING, *CALL_OPTIONS]
     close = difflib.get_close_matches(name, accepted, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
     return (f"unknown option {name!r}: {hint}accepted: {', '.join(accepted)}; provider-specific body fields go "
@@ -169,7 +172,31 @@ class Engine:
             raise UnknownOptionError(str(exc)) from None
         return provider, request, call_options
 
+    def _embedding(self, model: str | None, inputs: str | list[str], **options: Any) -> tuple[
+            str, EmbeddingRequest, CallOptions | None]:
+        """The provider, the embeddings request and the per-call engine options of an embed call."""
+        provider, model_id = self.route(model)
+        unknown = [k for k in options if k not in EMBEDDING_OPTIONS and k not in CALL_OPTIONS]
+        if unknown:
+            accepted = [*EMBEDDING_OPTIONS, *CALL_OPTIONS]
+            raise UnknownOptionError(_unknown_keyword(unknown[0], accepted))
+        call = {k: options.pop(k) for k in CALL_OPTIONS if k in options}
+        request = EmbeddingRequest(inputs=inputs, model=model_id, **options)  # type: ignore[arg-type]
+        try:
+            call_options = CallOptions(**call) if call else None
+        except ValueError as exc:
+            raise UnknownOptionError(str(exc)) from None
+        return provider, request, call_options
+
     # -- async -------------------------------------------------------------
+    async def aembed(self, model: str | None = None, inputs: str | list[str] = "", **options: Any
+                     ) -> EmbeddingResponse:
+        """Vectors for ``inputs`` (one text or a list), in order. Keyword options: dimensions, input_type
+        (``query``, ``document``, ``classification``, ``clustering``), user, extra; and per-call engine options.
+        A long list is sent in the provider's batch size, batches concurrently (``Settings.embed_concurrency``)."""
+        provider, request, call = self._embedding(model, inputs, **options)
+        return await self.provider(provider).embed(request, call)
+
     async def acomplete(self, model: str | None = None, messages: Messages = "", **options: Any) -> CompletionResponse:
         """One call. Keyword options: temperature, max_tokens, output_schema, extra (provider-specific body
         fields); stop, top_p, seed, presence_penalty, frequency_penalty, user; and per-call engine options:
@@ -213,6 +240,11 @@ class Engine:
         """One call, for sync code (scripts, notebooks)."""
         provider, request, call = self._request(model, messages, stream=False, **options)
         return self.portal.call(self._sync_provider(provider).complete(request, call))
+
+    def embed(self, model: str | None = None, inputs: str | list[str] = "", **options: Any) -> EmbeddingResponse:
+        """Vectors for ``inputs``, for sync code (see `aembed`)."""
+        provider, request, call = self._embedding(model, inputs, **options)
+        return self.portal.call(self._sync_provider(provider).embed(request, call))
 
     def stream(self, model: str | None = None, messages: Messages = "", **options: Any) -> Stream:
         """A streamed call for sync code: ``for delta in engine.stream(...)``, then ``.response``."""

@@ -138,6 +138,21 @@ class CompiledStream:
 
 
 @dataclass(slots=True)
+class CompiledEmbeddings:
+    """The embeddings operation, compiled."""
+
+    base_url: Render | None
+    path: Render
+    query: dict[str, Render]
+    body: Render
+    body_is_json: bool
+    vectors: Extractor
+    index: Extractor | None
+    model: Extractor | None
+    input_tokens: Extractor | None
+
+
+@dataclass(slots=True)
 class CompiledProvider:
     """Everything a call needs from the provider file, ready to run."""
 
@@ -161,6 +176,7 @@ class CompiledProvider:
     error_kinds: dict[str, ErrorKind] = field(default_factory=dict)  # errors.kinds with its keys as text
     reads_headers: bool = False  # some path reads a response header
     stream: CompiledStream | None = None
+    embeddings: CompiledEmbeddings | None = None
     options: dict[str, Any] = field(default_factory=dict)
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     messages: MessageShapes = field(default_factory=MessageShapes)
@@ -271,6 +287,23 @@ class _Compiler:
                          for name in names if getattr(spec, name) is not None),
         )
 
+    def embeddings(self) -> CompiledEmbeddings:
+        spec = self.spec.embeddings
+        assert spec is not None
+        reply = spec.response
+        key = ["embeddings", "response"]
+        return CompiledEmbeddings(
+            base_url=self.template(spec.base_url, "text", ["embeddings", "base_url"]) if spec.base_url else None,
+            path=self.template(spec.path, "path", ["embeddings", "path"]),
+            query={k: self.template(v, "text", ["embeddings", "query", k]) for k, v in spec.query.items()},
+            body=self.template(spec.body, "body", ["embeddings", "body"]),
+            body_is_json=outputs_one_value(spec.body),
+            vectors=self.path(reply.vectors, [*key, "vectors"]),
+            index=self.path(reply.index, [*key, "index"]) if reply.index is not None else None,
+            model=self.path(reply.model, [*key, "model"]) if reply.model is not None else None,
+            input_tokens=self.path(reply.input_tokens, [*key, "input_tokens"]) if reply.input_tokens else None,
+        )
+
     def shapes(self) -> tuple[MessageShapes, ToolShapes]:
         request = self.spec.request
         messages, tools = MessageShapes(), ToolShapes()
@@ -309,6 +342,8 @@ class _Compiler:
             if request.body is not None:
                 compiled.body = self.template(request.body, "body", ["request", "body"])
                 compiled.body_is_json = outputs_one_value(request.body)
+        if spec.embeddings is not None:
+            compiled.embeddings = self.embeddings()
         compiled.messages, compiled.tools = self.shapes()
         compiled.chat_templates = {name: self.template(source, "prompt", ["chat_templates", name])
                                    for name, source in spec.chat_templates.items()}

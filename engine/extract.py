@@ -292,3 +292,67 @@ def failed_envelope(compiled: CompiledProvider, payload: Any, status: int) -> Fa
     shown = message or "the reply says the call failed (errors.when)"
     return Failure(format_error(status, shown, error_type), kind_for(compiled, error_type, None, message),
                    payload, message, error_type)
+
+
+# -- embeddings --------------------------------------------------------------------------------------------
+
+class BadVectors(ValueError):
+    """The reply's vectors are not what was asked: wrong count, not numbers, or of different lengths."""
+
+
+@dataclass(slots=True)
+class ExtractedEmbeddings:
+    vectors: list[list[float]]
+    model: str | None
+    input_tokens: int | None
+    warnings: list[str]
+
+
+def extract_embeddings(compiled: CompiledProvider, payload: Any, expected: int) -> ExtractedEmbeddings:
+    """The vectors of one batch, in input order, checked: ``expected`` of them, each a list of finite numbers,
+    all of one length. Raises `BadVectors` otherwise (never a silently short or shifted answer)."""
+    spec = compiled.embeddings
+    assert spec is not None
+    found = spec.vectors.all(payload)
+    if spec.index is not None:
+        order = spec.index.all(payload)
+        if len(order) == len(found) and sorted(o for o in order if type(o) is int) == list(range(len(found))):
+            found = [vector for _, vector in sorted(zip(order, found, strict=True), key=lambda pair: pair[0])]
+        else:
+            raise BadVectors(f"the reply's vector indexes {short(order, 80)} are not 0 to {len(found) - 1}")
+    if len(found) != expected:
+        raise BadVectors(f"sent {expected} input{'s' if expected != 1 else ''}, got {len(found)} "
+                         f"vector{'s' if len(found) != 1 else ''}")
+    vectors = [_vector(value, i) for i, value in enumerate(found)]
+    if len({len(v) for v in vectors}) > 1:
+        raise BadVectors(f"the vectors have different lengths: {sorted({len(v) for v in vectors})}")
+    warnings: list[str] = []
+    tokens: int | None = None
+    if spec.input_tokens is not None:
+        counts = [token_count(value) for value in spec.input_tokens.all(payload)]
+        valid = [count for count, _ in counts if count is not None]
+        tokens = sum(valid) if valid else None
+        if any(bad for _, bad in counts):
+            warnings.append("input token counts that are not whole numbers were ignored")
+    model = spec.model.text(payload) if spec.model is not None else None
+    return ExtractedEmbeddings(vectors, short(model), tokens, warnings)
+
+
+def _vector(value: Any, index: int) -> list[float]:
+    if isinstance(value, str):  # base64 of little-endian float32 (OpenAI's encoding_format "base64")
+        import array
+        import base64
+        import sys
+
+        try:
+            floats = array.array("f", base64.b64decode(value, validate=True))
+        except ValueError as exc:
+            raise BadVectors(f"vector {index} is text that is not base64 float32: {exc}") from None
+        if sys.byteorder == "big":
+            floats.byteswap()
+        value = floats.tolist()
+    if not isinstance(value, list) or not value:
+        raise BadVectors(f"vector {index} is not a list of numbers: {short(value, 80)}")
+    if not all(type(x) is float or (type(x) is int) for x in value) or not all(math.isfinite(x) for x in value):
+        raise BadVectors(f"vector {index} holds something other than finite numbers")
+    return [float(x) for x in value]

@@ -6,6 +6,7 @@ It holds no provider-specific code.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from abc import ABC, abstractmethod
@@ -19,10 +20,12 @@ from .auth import CachedAuth, load_hook
 from .compiled import USAGE_FIELDS, CompiledProvider
 from .errors import ErrorKind, InvalidRequestError, ProviderError
 from .extract import (
+    BadVectors,
     Failure,
     billed,
     body_snippet,
     error_details,
+    extract_embeddings,
     extract_response,
     failed_envelope,
     format_error,
@@ -37,12 +40,29 @@ from .extract import (
 from .jsonpath import reading_headers
 from .limits import LimitExceeded
 from .pricing import PriceTable, Usage, to_float
-from .render import Prepared, prepare, render, resolve_model
+from .render import (
+    Prepared,
+    check_embedding_request,
+    prepare,
+    render,
+    render_embeddings,
+    resolve_embedding_model,
+    resolve_model,
+)
 from .send import RetryPolicy, UnsupportedEncoding, describe, new_client, read_body, send, stream_body
 from .spec import ProviderSpec
 from .stream import StreamState
 from .trust import register_secrets
-from .types import CallOptions, CompletionRequest, CompletionResponse, HTTPRequest, StreamEvent, ToolCall
+from .types import (
+    CallOptions,
+    CompletionRequest,
+    CompletionResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    HTTPRequest,
+    StreamEvent,
+    ToolCall,
+)
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -114,6 +134,30 @@ class AsyncStream:
 Item = StreamEvent | str  # an item of a stream batch: a text delta as a plain str, else a typed event
 
 
+@dataclasses.dataclass(slots=True)
+class Batch:
+    """One request of an embeddings call: its inputs' place in the call, and what came back."""
+
+    start: int
+    size: int
+    vectors: list[list[float]] | None = None
+    model: str | None = None
+    input_tokens: int | None = None
+    raw: Any = None
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    error: str | None = None
+    kind: ErrorKind | None = None
+    status_code: int | None = None
+    error_message: str | None = None
+    error_code: str | None = None
+    request_id: str | None = None
+
+
+def batches(inputs: list[str], size: int) -> list[tuple[int, list[str]]]:
+    """The inputs in order, ``size`` at a time, each with its first index."""
+    return [(start, inputs[start:start + size]) for start in range(0, len(inputs), size)]
+
+
 def _whole(response: CompletionResponse) -> list[Item]:
     """The events of a reply that arrived whole (a provider that cannot stream, or a backend's single answer)."""
     events: list[Item] = [response.content] if response.content else []
@@ -148,6 +192,13 @@ class LLMProvider(ABC):
     @abstractmethod
     def stream_complete(self, request: CompletionRequest, options: CallOptions | None = None) -> AsyncStream:
         """A streamed call: an async iterator of text deltas with the final response after."""
+
+    async def embed(self, request: EmbeddingRequest, options: CallOptions | None = None) -> EmbeddingResponse:
+        """Vectors for ``request.inputs``, in order; never raises for provider or network failures."""
+        started = time.perf_counter()
+        return self._embedding_failure(f"provider {self.name!r} has no embeddings (its provider file has no "
+                                       "embeddings section); nothing was sent", ErrorKind.INVALID_REQUEST,
+                                       model=request.model, started=started, inputs=len(request.inputs))
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
@@ -185,6 +236,48 @@ class LLMProvider(ABC):
             finish_reason=unified_finish(self.compiled, native, False), native_finish_reason=native,
             error_message=error_message, error_code=error_code, request_id=request_id,
         )
+
+    def _embedding_failure(self, message: str, kind: ErrorKind, *, model: str | None, started: float,
+                           inputs: int) -> EmbeddingResponse:
+        """A ``success=False`` embeddings response for a call that sent nothing."""
+        return EmbeddingResponse(vectors=[None] * inputs, failed=list(range(inputs)), model=model,
+                                 provider=self.name, success=False, error=message, error_kind=kind,
+                                 latency_ms=(time.perf_counter() - started) * 1000)
+
+    def _embeddings_result(self, outcomes: list[Batch], model: str, started: float) -> EmbeddingResponse:
+        """One response from the batches of a call: vectors in input order, ``None`` where a batch failed."""
+        vectors: list[list[float] | None] = []
+        failed: list[int] = []
+        failures = [b for b in outcomes if b.error is not None]
+        tokens = [b.input_tokens for b in outcomes if b.error is None and b.input_tokens is not None]
+        for batch in outcomes:
+            if batch.vectors is None:
+                vectors += [None] * batch.size
+                failed += range(batch.start, batch.start + batch.size)
+            else:
+                vectors += batch.vectors
+        reported = next((b.model for b in outcomes if b.model), None)
+        input_tokens = sum(tokens) if tokens else None
+        cost = None if input_tokens is None else self._cost((reported, model), Usage(input_tokens, 0))
+        raws = [b.raw for b in outcomes]
+        response = EmbeddingResponse(
+            vectors=vectors, model=reported or model, provider=self.name, success=not failures,
+            input_tokens=input_tokens, cost_usd=cost, latency_ms=(time.perf_counter() - started) * 1000,
+            raw_response=raws[0] if len(raws) == 1 else raws, failed=failed, batches=len(outcomes),
+            warnings=[w for b in outcomes for w in b.warnings],
+            request_id=next((b.request_id for b in outcomes if b.request_id), None),
+        )
+        if failures:
+            first = failures[0]
+            if len(outcomes) == 1:
+                error = first.error
+            else:
+                shown = "; ".join(f"inputs {b.start}-{b.start + b.size - 1}: {b.error}" for b in failures[:3])
+                more = f"; and {len(failures) - 3} more" if len(failures) > 3 else ""
+                error = f"{len(failures)} of {len(outcomes)} batches failed: {shown}{more}"
+            response.error, response.error_kind, response.status_code = error, first.kind, first.status_code
+            response.error_message, response.error_code = first.error_message, first.error_code
+        return response
 
     def _finish(self, *, content: str, model: str | None, requested: str, usage: Usage, finish_reason: Any,
                 started: float, status_code: int | None, raw: Any, reasoning: str | None = None,
@@ -395,6 +488,112 @@ class HTTPProvider(LLMProvider):
 
     def stream_complete(self, request: CompletionRequest, options: CallOptions | None = None) -> AsyncStream:
         return AsyncStream(lambda result: self._stream(request, options, result))
+
+    def render_embeddings(self, request: EmbeddingRequest) -> list[HTTPRequest]:
+        """The exact HTTP requests an embeddings call would send, one per batch."""
+        model = resolve_embedding_model(self.compiled, request.model)
+        check_embedding_request(self.compiled, model, request)
+        return [render_embeddings(self.prepared, request, inputs, model)
+                for _, inputs in batches(request.inputs, self._batch_size(model))]
+
+    def _batch_size(self, model: str) -> int:
+        embeddings = self.spec.embeddings
+        assert embeddings is not None
+        return embeddings.model_max_batch.get(model, embeddings.max_batch)
+
+    async def embed(self, request: EmbeddingRequest, options: CallOptions | None = None) -> EmbeddingResponse:
+        started = time.perf_counter()
+        if self.spec.embeddings is None:
+            return await super().embed(request, options)
+        try:
+            model = resolve_embedding_model(self.compiled, request.model)
+            check_embedding_request(self.compiled, model, request)
+        except InvalidRequestError as exc:
+            return self._embedding_failure(str(exc), ErrorKind.INVALID_REQUEST, model=request.model,
+                                           started=started, inputs=len(request.inputs))
+        prepared, policy, timeout = self.prepared, self.policy, None
+        if options is not None:
+            if options.api_key is not None or options.base_url is not None:
+                prepared = self._prepared_for(options.api_key, options.base_url)
+            if options.max_retries is not None:
+                policy = RetryPolicy(options.max_retries, policy.initial_delay, policy.max_delay)
+            timeout = options.timeout
+        gate = asyncio.Semaphore(self.settings.embed_concurrency)
+
+        async def one(start: int, inputs: list[str]) -> Batch:
+            async with gate:
+                return await self._embed_batch(prepared, request, model, start, inputs, policy, timeout, options)
+
+        outcomes = await asyncio.gather(*(one(start, inputs)
+                                          for start, inputs in batches(request.inputs, self._batch_size(model))))
+        return self._embeddings_result(list(outcomes), model, started)
+
+    async def _embed_batch(self, prepared: Prepared, request: EmbeddingRequest, model: str, start: int,
+                           inputs: list[str], policy: RetryPolicy, timeout: float | None,
+                           options: CallOptions | None) -> Batch:
+        batch = Batch(start, len(inputs))
+        try:
+            http_request = render_embeddings(prepared, request, inputs, model)
+            if options is not None and options.headers:
+                http_request.headers.update(options.headers)
+            prepared = await self._authorize(prepared, http_request)
+            response = await send(self.client, http_request, policy, timeout=timeout)
+        except InvalidRequestError as exc:
+            batch.error, batch.kind = str(exc), ErrorKind.INVALID_REQUEST
+            return batch
+        except ProviderError as exc:  # SendError, or an auth hook that failed
+            batch.error, batch.kind = scrub(exc.message, prepared.secrets), exc.kind
+            return batch
+        batch.status_code = status = response.status_code
+        try:
+            body = await read_body(response, self.limits.max_response_bytes)
+        except (LimitExceeded, UnsupportedEncoding) as exc:
+            batch.error, batch.kind = str(exc), ErrorKind.INVALID_RESPONSE
+            return batch
+        except httpx.TransportError as exc:
+            batch.error, batch.kind = f"connection lost reading the body: {describe(exc)}", ErrorKind.CONNECTION
+            return batch
+        finally:
+            await response.aclose()
+        batch.request_id = self._request_id(None, response.headers)
+        if status >= 300:
+            failure = http_error(self.compiled, status, body, prepared.secrets, self.limits)
+            if failure.kind is ErrorKind.AUTH and self._auth is not None:
+                self._auth.forget()
+            batch.error, batch.kind, batch.raw = failure.error, failure.kind, failure.payload
+            batch.error_message, batch.error_code = failure.message, failure.code
+            return batch
+        try:
+            payload = parse_body(body, self.limits, prepared.secrets)
+        except (ValueError, LimitExceeded) as exc:
+            batch.error = str(exc) if isinstance(exc, LimitExceeded) else \
+                f"response is not valid JSON: {body_snippet(body)!r}"
+            batch.kind = ErrorKind.INVALID_RESPONSE
+            return batch
+        batch.raw = payload
+        refused = failed_envelope(self.compiled, payload, status) if self.compiled.failed_when else None
+        if refused is not None:
+            batch.error, batch.kind = refused.error, refused.kind
+            batch.error_message, batch.error_code = refused.message, refused.code
+            return batch
+        try:
+            if self.compiled.reads_headers:
+                with reading_headers(response.headers):
+                    found = extract_embeddings(self.compiled, payload, len(inputs))
+            else:
+                found = extract_embeddings(self.compiled, payload, len(inputs))
+        except BadVectors as exc:
+            message, error_type = error_details(self.compiled, payload)
+            if message:  # a 2xx with no vectors but an error message: the call failed
+                batch.error = format_error(status, message, error_type)
+                batch.kind = kind_for(self.compiled, error_type, None, message)
+                batch.error_message, batch.error_code = message, error_type
+            else:
+                batch.error, batch.kind = f"invalid embeddings reply: {exc}", ErrorKind.INVALID_RESPONSE
+            return batch
+        batch.vectors, batch.model, batch.input_tokens = found.vectors, found.model, found.input_tokens
+        batch.warnings = found.warnings
+        return batch
 
     async def _stream(self, request: CompletionRequest, options: CallOptions | None,
                       result: AsyncStream) -> AsyncGenerator[Any, None]:

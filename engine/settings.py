@@ -37,6 +37,8 @@ class Settings(BaseSettings):
                     "tests that mock httpx set this).",
     )
     max_retries: int = Field(default=2, ge=0, description="Retries on connection errors, 408, 409, 429, 5xx.")
+    embed_concurrency: int = Field(default=4, ge=1, le=64,
+                                   description="Most batches of one embeddings call in flight at once.")
     retry_initial_delay: float = Field(default=0.5, ge=0, description="First backoff delay in seconds.")
     retry_max_delay: float = Field(default=8.0, ge=0, description="Longest backoff delay in seconds.")
     api_keys: dict[str, SecretStr] = Field(default_factory=dict, description="API keys by provider name.")

@@ -53,6 +53,9 @@ class ModelInfo(_Strict):
     """One model the provider serves."""
 
     id: str = Field(description="The model id as the API expects it (what the body template gets as `model`).")
+    kind: Literal["chat", "embedding"] = Field(
+        default="chat", description="`chat` (completions) or `embedding` (vectors, through the file's `embeddings`).",
+    )
     aliases: list[str] = Field(default=[], description="Other names that resolve to this id, such as dated snapshots.")
     context_window: int | None = Field(
         default=None, gt=0, description="Most tokens (input plus output) the model accepts; informational.",
@@ -310,6 +313,57 @@ class _ReplyFields(_Strict):
     )
 
 
+EmbeddingOption = Literal["dimensions", "input_type", "user"]
+
+
+class EmbeddingsResponseSpec(_Strict):
+    """Where the vectors and usage are in an embeddings response."""
+
+    vectors: PathSpec = Field(description="Path of the vectors: each match is one input's vector (a list of "
+                                          "numbers), in the order of the inputs unless `index` says otherwise.")
+    index: PathSpec | None = Field(
+        default=None, description="Path, matched alongside `vectors`, of each vector's input index (for APIs whose "
+                                  "items say which input they answer).",
+    )
+    model: PathSpec | None = Field(default=None, description="Path of the model that answered.")
+    input_tokens: PathSpec | None = Field(
+        default=None, description="Path of the input token count; several matches (a count per input) are summed.",
+    )
+
+
+class EmbeddingsSpec(_Strict):
+    """The embeddings operation: turning texts into vectors, next to chat in the same file (same base URL, auth,
+    config and errors)."""
+
+    base_url: str | None = Field(
+        default=None, description="Text template of the API root for embeddings, where it is not `base_url`; an "
+                                  "override of the provider's base URL (`GENAI_<PROVIDER>_BASE_URL`) applies to both.",
+    )
+    path: str = Field(description="Path template appended to the base URL; values are percent-encoded.")
+    method: Literal["POST", "GET", "PUT"] = Field(default="POST", description="HTTP method.")
+    query: dict[str, str] = Field(default={}, description="Query parameters: name to text template.")
+    body: str = Field(
+        description="Body template; renders JSON. It gets `inputs` (the texts of one batch), `model`, `dimensions`, "
+                    "`input_type` (`query`, `document`, `classification`, `clustering` or none), `user`, `extra`, "
+                    "`options` and `config`.",
+    )
+    default_model: str | None = Field(
+        default=None, description="The embedding model used when a call names only the provider.",
+    )
+    max_batch: int = Field(
+        default=1, ge=1, le=100_000,
+        description="Most inputs in one request: longer lists are split into batches and sent concurrently.",
+    )
+    model_max_batch: dict[str, Annotated[int, Field(ge=1, le=100_000)]] = Field(
+        default={}, description="Models whose batch limit differs from `max_batch` (model id to most inputs).",
+    )
+    takes: list[EmbeddingOption] = Field(
+        default=[], description="The options the API takes (`dimensions`: shorter vectors; `input_type`; `user`); "
+                                "a call with another is refused before anything is sent.",
+    )
+    response: EmbeddingsResponseSpec = Field(description="Where the vectors and usage are in a response body.")
+
+
 class ResponseSpec(_ReplyFields):
     """Where each unified field is found in a non-streamed response body."""
 
@@ -521,6 +575,9 @@ class ProviderSpec(_Strict):
     stream: StreamSpec | None = Field(
         default=None, description="How a streamed response is read; without it, a streamed call makes one plain call.",
     )
+    embeddings: EmbeddingsSpec | None = Field(
+        default=None, description="The embeddings operation (texts to vectors); without it, the provider has none.",
+    )
     pricing: dict[str, Price] = Field(
         default={}, description="Prices by model id; the bundled and the user pricing files take precedence.",
     )
@@ -532,9 +589,12 @@ class ProviderSpec(_Strict):
     @model_validator(mode="after")
     def _http_needs_request(self) -> ProviderSpec:
         if self.backend is None:
-            missing = [key for key in ("base_url", "request", "response") if getattr(self, key) is None]
+            needed = ("base_url", "request", "response") if self.embeddings is None or self.request is not None \
+                or self.response is not None else ("base_url",)
+            missing = [key for key in needed if getattr(self, key) is None]
             if missing:
-                raise ValueError(f"an HTTP provider needs {', '.join(missing)} (or a Python 'backend')")
+                raise ValueError(f"an HTTP provider needs {', '.join(missing)} (or a Python 'backend'; a provider "
+                                 "with only embeddings needs base_url and embeddings)")
             if self.request is not None and self.request.body is None and self.request.method != "GET":
                 raise ValueError("request.body is required for a POST request")
         ids = [m.id for m in self.models]

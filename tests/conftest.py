@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from engine import CompletionResponse, Settings, list_providers
+from engine import CompletionResponse, EmbeddingResponse, Settings, list_providers
 from engine.registry import Registry
 from engine.testing import FakeServer
 from engine.testing.replay import replay_client
@@ -114,6 +114,14 @@ async def replay(registry: Registry, provider: str, request: Any, status: int, b
             assert "".join(deltas) == result.response.content
             return result.response
         return await instance.complete(request)
+
+
+async def replay_embeddings(registry: Registry, provider: str, request: Any, status: int,
+                            body: bytes) -> EmbeddingResponse:
+    """Run a real embeddings call against a recorded response body."""
+    client, _ = replay_client(status, body, piece=5)
+    async with client:
+        return await registry.create(provider, http_client=client).embed(request)
 
 
 @pytest.fixture(scope="session")

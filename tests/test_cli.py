@@ -549,9 +549,9 @@ def test_demo_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == EXIT_OK
     lines = out.splitlines()
     assert lines[0].startswith("Offline self-test") and "fake server" in lines[1]
-    assert lines[4].split() == ["PROVIDER", "FORMAT", "RESULT", "TOKENS", "IN/OUT", "COST", "TIME", "REPLY"]
-    assert lines[5].split()[:3] == ["anthropic", "anthropic", "ok"]
-    assert lines[6].split()[:3] == ["ollama", "ollama", "ok"]
+    assert lines[4].split() == ["PROVIDER", "FORMAT", "RESULT", "EMBED", "TOKENS", "IN/OUT", "COST", "TIME", "REPLY"]
+    assert lines[5].split()[:4] == ["anthropic", "anthropic", "ok", "-"]  # no embeddings
+    assert lines[6].split()[:4] == ["ollama", "ollama", "ok", "ok"]
     assert lines[-1].startswith("2 ok, 0 failed, 0 skipped")
 
 

@@ -37,7 +37,7 @@ def test_every_bundled_provider_path_is_routed(registry: Registry, settings: Set
     checked = 0
     for name in registry.names():
         compiled = registry.compiled(name)
-        if compiled.spec.backend is not None:
+        if compiled.spec.backend is not None or compiled.spec.request is None:
             continue
         request = CompletionRequest(messages=HI, model=compiled.spec.default_model or "example-model")
         for stream in (False, True):
@@ -149,7 +149,7 @@ def test_reply_for_a_recorded_a_rendered_and_a_bare_request(registry: Registry, 
 def test_unknown_path_is_404_and_get_on_an_api_path_is_405(local_server: FakeServer) -> None:
     with httpx.Client(base_url=local_server.base_url, timeout=5.0) as client:
         assert client.get("/health").json() == {"ok": True}
-        missing = client.post("/v1/embeddings", json={})
+        missing = client.post("/v1/completions", json={})
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
         wrong = client.get("/v1/messages")
         assert wrong.status_code == 405 and wrong.json() == FORMATS["anthropic"].error_body(405, "use POST")
@@ -241,3 +241,35 @@ def test_the_vertex_claude_format_checks_its_native_shape() -> None:
         ]:
             answer = post(method, body)
             assert answer.status_code == 400 and problem in answer.json()["error"]["message"], (method, body)
+
+
+def test_every_bundled_embeddings_path_is_routed(registry: Registry, settings: Settings) -> None:
+    from engine.render import render_embeddings
+    from engine.testing.embeddings import route_embeddings
+    from engine.types import EmbeddingRequest
+
+    checked = 0
+    for name in registry.names():
+        compiled = registry.compiled(name)
+        if compiled.spec.embeddings is None:
+            continue
+        model = compiled.spec.embeddings.default_model or "example-model"
+        url = render_embeddings(prepare(compiled, settings), EmbeddingRequest(inputs=["a"]), ["a"], model).url
+        assert route_embeddings(urlsplit(url).path) is not None, (name, url)
+        checked += 1
+    assert checked >= 15
+
+
+def test_embeddings_requests_in_the_wrong_shape_are_refused(local_server: FakeServer) -> None:
+    with httpx.Client(base_url=local_server.base_url, timeout=5.0) as client:
+        for path, body, problem in [
+            ("/v1/embeddings", {"model": "m", "input": []}, "non-empty list of strings"),
+            ("/v1/embeddings", {"model": "m", "input": ["a"], "encoding_format": "base64"}, "float vectors only"),
+            ("/v2/embed", {"model": "m", "texts": ["a"], "embedding_types": ["float"]}, "input_type must be"),
+            ("/v1beta/models/g:batchEmbedContents",
+             {"requests": [{"model": "models/other", "content": {"parts": [{"text": "a"}]}}]}, "must be models/g"),
+            ("/v1/projects/p/locations/l/publishers/google/models/gemini-embedding-001:predict",
+             {"instances": [{"content": "a"}, {"content": "b"}]}, "at most 1 instance"),
+        ]:
+            answer = client.post(path, json=body)
+            assert answer.status_code == 400 and problem in answer.text, (path, answer.text)

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from ..registry import Registry
     from ..settings import Settings
     from ..spec import ProviderSpec
-    from ..types import CompletionResponse
+    from ..types import CompletionResponse, EmbeddingRequest
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -271,7 +271,7 @@ def _summary(response: CompletionResponse) -> str:
 
 
 def cmd_render(args: argparse.Namespace, console: Console) -> int:
-    from ..api import render_request
+    from ..api import render_embeddings_request, render_request
     from ..client import Engine
     from ..render import with_placeholders
     from ..types import CompletionRequest
@@ -279,22 +279,73 @@ def cmd_render(args: argparse.Namespace, console: Console) -> int:
     settings = settings_of(args)
     engine = Engine(settings)
     provider, model = engine.route(args.model)
-    messages, fields = _request_fields(args)
-    request = CompletionRequest(messages=messages, model=model, stream=args.stream, **_call_options(args, fields))
+    if args.embed:
+        request_ = _embedding_request(args, model, args.prompt)
+    else:
+        messages, fields = _request_fields(args)
+        request = CompletionRequest(messages=messages, model=model, stream=args.stream,
+                                    **_call_options(args, fields))
     settings, notes = with_placeholders(engine.registry.spec(provider), settings)
     for note in notes:
         console.note(f"note: {note}")
-    shown = render_request(provider, request, settings).to_dict()
+    shown = [r.to_dict() for r in render_embeddings_request(provider, request_, settings)] if args.embed \
+        else [render_request(provider, request, settings).to_dict()]
     if args.json:
-        console.print(json_text(shown))
+        console.print(json_text(shown[0] if len(shown) == 1 else shown))
         return EXIT_OK
-    console.print(f"{shown['method']} {shown['url']}", "bold")
-    for name, value in shown["headers"].items():
-        console.print(f"{console.paint(name, 'cyan')}: {value}")
-    if shown["body"] is not None:
-        console.print()
-        console.print(json_text(shown["body"]))
+    for number, one in enumerate(shown):
+        if number:
+            console.print()
+        console.print(f"{one['method']} {one['url']}", "bold")
+        for name, value in one["headers"].items():
+            console.print(f"{console.paint(name, 'cyan')}: {value}")
+        if one["body"] is not None:
+            console.print()
+            console.print(json_text(one["body"]))
     return EXIT_OK
+
+
+def _embedding_request(args: argparse.Namespace, model: str | None, texts: list[str]) -> EmbeddingRequest:
+    from ..errors import ConfigError
+    from ..types import EmbeddingRequest
+
+    if not texts:
+        raise ConfigError("no texts to embed: give them as arguments, with --input FILE, or on stdin")
+    return EmbeddingRequest(inputs=texts, model=model, dimensions=args.dimensions, input_type=args.input_type)
+
+
+def cmd_embed(args: argparse.Namespace, console: Console) -> int:
+    from ..client import Engine
+
+    texts = list(args.texts)
+    if args.input is not None or not texts:
+        source = sys.stdin.read() if args.input in (None, "-") else Path(args.input).read_text(encoding="utf-8")
+        texts += [line for line in source.splitlines() if line.strip()]
+    engine = Engine(settings_of(args))
+    _, model = engine.route(args.model)
+    request = _embedding_request(args, model, texts)
+    with engine:
+        response = engine.embed(args.model, request.inputs, dimensions=request.dimensions,
+                                input_type=request.input_type)
+    if args.json:
+        console.print(json_text(response.model_dump(mode="json")))
+    else:
+        for index, vector in enumerate(response.vectors):
+            if vector is None:
+                console.print(f"{index}: {console.paint('(failed)', 'red')}")
+            else:
+                head = ", ".join(f"{x:.4f}" for x in vector[:4])
+                console.print(f"{index}: [{head}{', …' if len(vector) > 4 else ''}] ({len(vector)} dimensions)")
+    if response.success:
+        tokens = f"{response.input_tokens} tokens" if response.input_tokens is not None else "tokens not reported"
+        cost = f"${response.cost_usd:.8g}" if response.cost_usd is not None else "cost unknown"
+        console.note(f"{response.provider}/{response.model} · {len(response.vectors)} vectors × "
+                     f"{response.dimensions} · {tokens} · {cost} · {response.latency_ms:.0f} ms · "
+                     f"{response.batches} request{'s' if response.batches != 1 else ''}")
+        return EXIT_OK
+    kind = f"{response.error_kind}: " if response.error_kind else ""
+    console.error(f"{response.provider}/{response.model}: {kind}{response.error}")
+    return EXIT_FAILED
 
 
 # -- providers, models, pricing, cost -------------------------------------------------------------------
@@ -634,10 +685,11 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
             tokens = ("-" if r.input_tokens is None and r.output_tokens is None
                       else f"{count(r.input_tokens)} / {count(r.output_tokens)}")
             time = "-" if r.latency_ms is None else f"{r.latency_ms:,.0f} ms"
-            table.append([r.provider, r.format or "-", (r.result, styles[r.result]), tokens, money(r.cost_usd),
-                          time, (text, "" if r.result == "ok" else styles[r.result])])
-        console.table(["PROVIDER", "FORMAT", "RESULT", "TOKENS IN/OUT", "COST", "TIME", "REPLY"], table,
-                      right=[3, 4, 5])
+            embed = ("-", "dim") if r.embeddings is None else (r.embeddings, styles[r.embeddings])
+            table.append([r.provider, r.format or "-", (r.result, styles[r.result]), embed, tokens,
+                          money(r.cost_usd), time, (text, "" if r.result == "ok" else styles[r.result])])
+        console.table(["PROVIDER", "FORMAT", "RESULT", "EMBED", "TOKENS IN/OUT", "COST", "TIME", "REPLY"], table,
+                      right=[4, 5, 6])
         counts = {kind: sum(r.result == kind for r in results) for kind in styles}
         console.print()
         console.print(f"{counts['ok']} ok, {counts['fail']} failed, {counts['skipped']} skipped "

@@ -108,10 +108,72 @@ response:
   content: $.generated_text
 """,
         """\
+# An embeddings-only API: no request or response section, only embeddings.
+name: vectors
+description: A text-embedding service
+base_url: https://api.vectors.example/v1
+models: [{id: vec-1, kind: embedding}]
+auth: {env: [VECTORS_API_KEY]}
+embeddings:
+  path: /embeddings
+  default_model: vec-1
+  max_batch: 256
+  body: '{{ {"model": model, "input": inputs} | tojson }}'
+  response: {vectors: "$.data[*].embedding", input_tokens: $.usage.total_tokens}
+pricing:
+  vec-1: {input: 0.05, output: 0}
+""",
+        """\
 # Calls made by a Python class instead of an HTTP template (see engine/backend.py).
 name: acme-sdk
 description: Acme through its Python SDK
 backend: acme_genai.backend:AcmeBackend
+""",
+    ],
+    "EmbeddingsSpec": [
+        """\
+embeddings:   # OpenAI: up to 2048 texts a request, shorter vectors on request
+  path: /embeddings
+  default_model: text-embedding-3-small
+  max_batch: 2048
+  takes: [dimensions, user]
+  body: |
+    {{ {"model": model, "input": inputs, "dimensions": dimensions, "encoding_format": "float", "user": user}
+       | drop_none | merge(extra) | tojson }}
+  response:
+    vectors: $.data[*].embedding
+    index: $.data[*].index
+    model: $.model
+    input_tokens: $.usage.prompt_tokens
+""",
+        """\
+embeddings:   # a different root and a bare array of vectors (Hugging Face feature extraction)
+  base_url: https://router.huggingface.co/hf-inference
+  method: POST
+  query: {wait_for_model: "true"}
+  path: "/models/{{ model | raw_path }}/pipeline/feature-extraction"
+  default_model: sentence-transformers/all-MiniLM-L6-v2
+  max_batch: 32
+  model_max_batch: {some-org/large-model: 8}
+  body: '{{ {"inputs": inputs} | tojson }}'
+  response:
+    vectors: $[*]
+""",
+    ],
+    "EmbeddingsResponseSpec": [
+        """\
+embeddings:
+  response:   # Cohere v2 embed: the vectors under embeddings.float, billed tokens in meta
+    vectors: $.embeddings.float[*]
+    input_tokens: $.meta.billed_units.input_tokens
+""",
+        """\
+embeddings:
+  response:   # Vertex AI :predict: a token count per vector, summed; OpenAI-style items say their input
+    vectors: $.predictions[*].embeddings.values
+    index: $.predictions[*].index
+    model: $.model
+    input_tokens: $.predictions[*].embeddings.statistics.token_count
 """,
     ],
     "ModelInfo": [
@@ -124,6 +186,7 @@ models:
     description: balanced speed and quality
   # A reasoning model that rejects temperature: the shared template reads options.temperature.
   - {id: o3, context_window: 200000, options: {temperature: false}, capabilities: {sampling: [seed, user]}}
+  - {id: text-embedding-3-small, kind: embedding, context_window: 8191}   # through the file's embeddings
 """,
     ],
     "OptionSpec": [
@@ -756,6 +819,8 @@ def _json_output(registry: Any, name: str) -> str:
     spec = registry.spec(name)
     if spec.backend is not None:
         return "by its backend"
+    if spec.request is None:
+        return "-"
     marker = "genai_docs_probe_field"
     request = CompletionRequest(messages=[{"role": "user", "content": "x"}], model=spec.default_model or "model",
                                 output_schema={"type": "object", "properties": {marker: {"type": "string"}}})
@@ -769,8 +834,8 @@ def _json_output(registry: Any, name: str) -> str:
 
 def providers_table(registry: Any) -> str:
     """The bundled providers as a markdown table, generated from their files and the price table."""
-    lines = ["| provider | auth env variable | stream format | JSON output | takes | priced models |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| provider | auth env variable | stream format | JSON output | takes | embeddings | priced models |",
+             "|---|---|---|---|---|---|---|"]
     for name in registry.names():
         spec = registry.spec(name)
         if spec.auth.type == "none":
@@ -785,8 +850,22 @@ def providers_table(registry: Any) -> str:
             prices = registry.prices.models(name, spec.pricing)
             ids = [m.id for m in spec.models]
             priced = f"{sum(1 for i in ids if i in prices)} of {len(ids)}" if ids else "none listed"
-        lines.append(f"| `{name}` | {auth} | {stream} | {_json_output(registry, name)} | {_takes(spec)} | {priced} |")
+        takes = _takes(spec) if spec.request is not None or spec.backend is not None else "embeddings only"
+        lines.append(f"| `{name}` | {auth} | {stream} | {_json_output(registry, name)} | {takes} | "
+                     f"{_embeddings(spec)} | {priced} |")
     return "\n".join(lines) + "\n"
+
+
+def _embeddings(spec: Any) -> str:
+    """The provider's embeddings: its default model and batch size, or by its backend's models."""
+    if spec.backend is not None:
+        listed = [m.id for m in spec.models if m.kind == "embedding"]
+        return f"{len(listed)} models (backend)" if listed else "no"
+    embeddings = spec.embeddings
+    if embeddings is None:
+        return "no"
+    default = f"`{embeddings.default_model}`" if embeddings.default_model else "your model"
+    return f"{default}, {embeddings.max_batch} a request"
 
 
 def _takes(spec: Any) -> str:

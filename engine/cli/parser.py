@@ -87,6 +87,12 @@ def _call_arguments(parser: argparse.ArgumentParser) -> None:
                              "provider-specific body field, e.g. -o seed=42 (value read as JSON if it parses)")
 
 
+def _embedding_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dimensions", type=int, metavar="N", help="shorter vectors, where the model can")
+    parser.add_argument("--input-type", choices=["query", "document", "classification", "clustering"],
+                        help="what the texts are for (models that embed queries and documents differently)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
@@ -180,7 +186,28 @@ def build_parser() -> argparse.ArgumentParser:
         "\"Hello\"\n  genai render -m groq --schema city.json --json \"Largest city?\" | jq .body")
     _call_arguments(sub)
     sub.add_argument("--stream", action="store_true", help="render the streamed variant of the call")
+    sub.add_argument("--embed", action="store_true",
+                     help="render an embeddings call instead: each PROMPT argument is one text (one request per "
+                          "batch is shown)")
+    _embedding_options(sub)
     sub.add_argument("--json", action="store_true", help="print method, url, headers and body as JSON")
+
+    sub = command(
+        "embed", cmd.cmd_embed, "turn texts into vectors with an embedding model",
+        "Embed texts: each TEXT argument is one input (or each line of --input, or of stdin when there are none). "
+        "Prints each vector's first values and length; model, tokens, cost and latency follow on stderr. --json "
+        "prints the whole unified response (every vector). Long lists are sent in the provider's batch size. "
+        "Exit code 1 when the call fails.",
+        "  genai embed -m openai/text-embedding-3-small \"The capital of France\" \"Paris\"\n"
+        "  genai embed -m cohere --input-type query \"Where is Paris?\"\n"
+        "  genai embed -m voyage/voyage-4 --input docs.txt --json | jq '.vectors | length'\n"
+        "  genai embed -m ollama/nomic-embed-text --dimensions 256 \"hello\"")
+    sub.add_argument("texts", nargs="*", metavar="TEXT", help="the texts, one vector each")
+    sub.add_argument("-m", "--model", metavar="PROVIDER/MODEL",
+                     help="e.g. openai/text-embedding-3-small; a bare provider name uses its default embedding model")
+    sub.add_argument("--input", metavar="FILE", help="read the texts from FILE, one per line ('-': stdin)")
+    _embedding_options(sub)
+    sub.add_argument("--json", action="store_true", help="print the whole unified response as JSON")
 
     sub = command(
         "cost", cmd.cmd_cost, "the price of given token counts for a model",

@@ -81,6 +81,7 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:
     from ..types import HTTPRequest
 
+from .embeddings import EmbeddingFormat, route_embeddings, vector_for
 from .wire import FORMATS, Call, WireError, WireFormat, dumps, route, text_of
 
 __all__ = ["FAULT_KINDS", "FakeServer", "Fault", "RecordedRequest"]
@@ -560,6 +561,9 @@ class FakeServer:
                                              dict(request.headers), request.body))
         if request.path == "/health":
             return await self._send_json(writer, request, 200, {"ok": True})
+        embeddings = route_embeddings(request.path)
+        if embeddings is not None:
+            return await self._embeddings(request, writer, *embeddings)
         routed = route(request.path, self.formats)
         if routed is None:
             return await self._send_json(writer, request, 404, {"error": {
@@ -642,6 +646,41 @@ class FakeServer:
         _hard_reset(writer)
         raise _Drop
 
+
+    # ------------------------------------------------------------------ embeddings
+
+    async def _embeddings(self, request: _Request, writer: asyncio.StreamWriter, fmt: EmbeddingFormat,
+                          match: re.Match[str]) -> bool:
+        """Vectors for the texts (`vector_for`), in the format's own shape; faults as for chat calls."""
+        if request.method != "POST":
+            return await self._send_json(writer, request, 405, fmt.error_body(405, "use POST"))
+        if self.api_key is not None and not self._key_ok(_credential(request)):
+            return await self._send_json(writer, request, 401, fmt.error_body(401, "invalid API key"))
+        fault = self._next_fault()
+        kind = fault.kind if fault else None
+        if fault is not None and kind in ("status", "stream_error"):
+            extra = [("Retry-After", fault.retry_after)] if fault.retry_after is not None else []
+            return await self._send_json(writer, request, fault.status, fmt.error_body(fault.status, fault.message),
+                                         extra)
+        if kind == "html":
+            return await self._send(writer, request, 502, _HTML_502, "text/html", [])
+        if fault is not None and kind == "timeout":
+            await asyncio.sleep(min(max(fault.seconds, 0.0), _MAX_STALL))
+            raise _Drop
+        if kind == "reset":
+            _hard_reset(writer)
+            raise _Drop
+        try:
+            body = json.loads(request.body)
+            if not isinstance(body, dict):
+                raise WireError("the request body must be a JSON object")
+            model, texts, dimensions = fmt.request(body, match)
+        except (ValueError, RecursionError) as exc:
+            return await self._send_json(writer, request, 400, fmt.error_body(400, str(exc)))
+        payload = dumps(fmt.reply(model, texts, [vector_for(t, dimensions) for t in texts])).encode()
+        if kind == "truncated_json":
+            payload = payload[: len(payload) // 2]
+        return await self._send(writer, request, 200, payload, "application/json", [])
 
     # ------------------------------------------------------------------ hostile replies
 
