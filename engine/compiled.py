@@ -13,7 +13,7 @@ from typing import Any
 from .errors import ErrorKind, JSONPathError, ProviderFileError
 from .jsonpath import Extractor, plain_path, plain_reader
 from .loader import ProviderSource, locate, value_line
-from .shapes import MessageShapes, ToolShapes, compile_shape
+from .shapes import Filler, MessageShapes, ShapeError, ToolShapes, compile_shape
 from .spec import Condition, ItemsSpec, PathSpec, ProviderSpec, ResolvedCapabilities, StreamRule
 from .templates import TemplateSyntaxError, compile_template, options_read, outputs_one_value
 
@@ -271,20 +271,30 @@ class _Compiler:
                          for name in names if getattr(spec, name) is not None),
         )
 
+    def shape(self, shape: Any, key_path: Sequence[str | int]) -> Filler:
+        try:
+            return compile_shape(shape)
+        except ShapeError as exc:
+            raise self.fail(key_path, str(exc)) from exc
+
     def shapes(self) -> tuple[MessageShapes, ToolShapes]:
         request = self.spec.request
         messages, tools = MessageShapes(), ToolShapes()
         if request is not None and request.messages is not None:
-            m = request.messages
+            m, at = request.messages, ["request", "messages"]
             messages = MessageShapes(
                 system=m.system, roles=m.roles, tool_results=m.tool_results, merge_roles=m.merge_roles,
-                calls=m.calls, message=compile_shape(m.message) if m.message is not None else None,
-                by_role={role: compile_shape(shape) for role, shape in m.role_message.items()},
-                parts={kind: compile_shape(shape) for kind, shape in m.parts.items()},
+                calls=m.calls, reasoning=m.reasoning,
+                message=self.shape(m.message, [*at, "message"]) if m.message is not None else None,
+                by_role={role: self.shape(shape, [*at, "role_message", role])
+                         for role, shape in m.role_message.items()},
+                parts={kind: self.shape(shape, [*at, "parts", kind]) for kind, shape in m.parts.items()},
                 call_id_length=m.call_id_length)
         if request is not None and request.tools is not None:
-            tools = ToolShapes(tool=compile_shape(request.tools.tool),
-                               choice={kind: compile_shape(shape) for kind, shape in request.tools.choice.items()})
+            at = ["request", "tools"]
+            tools = ToolShapes(tool=self.shape(request.tools.tool, [*at, "tool"]),
+                               choice={kind: self.shape(shape, [*at, "choice", kind])
+                                       for kind, shape in request.tools.choice.items()})
         return messages, tools
 
     def compile(self) -> CompiledProvider:

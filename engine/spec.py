@@ -188,9 +188,16 @@ class MessagesSpec(_Strict):
     merge_roles: bool = Field(
         default=False, description="Consecutive messages of one (renamed) role become one, their parts joined.",
     )
-    calls: Literal["field", "parts"] = Field(
-        default="field", description="Where an assistant's tool calls go: the message's `$tool_calls`, or among "
-                                     "its `$parts`.",
+    calls: Literal["field", "parts", "items"] = Field(
+        default="field", description="Where an assistant's tool calls go: the message's `$tool_calls`, among "
+                                     "its `$parts`, or (`items`) each an entry of the list of its own, after the "
+                                     "message (APIs whose conversation is a flat list of typed items).",
+    )
+    reasoning: Literal["parts", "items"] = Field(
+        default="parts", description="Where replayed reasoning goes: first among the message's `$parts`, or "
+                                     "(`items`) each block an entry of the list of its own, before the message. A "
+                                     "message left with nothing once its calls and reasoning are items is not "
+                                     "written.",
     )
     message: Any = Field(
         default=None, description="The shape of one message. Variables: `$role`, `$content` (the text when the "

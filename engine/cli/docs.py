@@ -183,6 +183,25 @@ request:
       tool_result: $content
     call_id_length: 9
 """,
+        """\
+request:
+  messages:   # a flat list of typed items (OpenAI Responses): calls and reasoning are items of their own
+    system: separate
+    calls: items
+    reasoning: items
+    message: {type: message, role: $role, content: $content}
+    role_message:
+      assistant: {type: message, role: assistant, content: $text}
+      tool: {type: function_call_output, call_id: $tool_call_id, output: $content}
+    parts:
+      text: {type: input_text, text: $text}
+      image: {type: input_image, image_url: $data_url, detail: {$first: [$detail, auto]}}   # a default
+      tool_call: {type: function_call, call_id: $id, name: $name, arguments: $arguments}
+      tool_result: {type: function_call_output, call_id: $id, output: $content}
+      # a summary part only when the block has text
+      redacted_reasoning: {type: reasoning, encrypted_content: $redacted,
+                           summary: [{$when: $text, type: summary_text, text: $text}]}
+""",
     ],
     "ToolsSpec": [
         """\
@@ -194,6 +213,13 @@ request:
       none: {functionCallingConfig: {mode: NONE}}
       required: {functionCallingConfig: {mode: ANY}}
       named: {functionCallingConfig: {mode: ANY, allowedFunctionNames: [$name]}}
+""",
+        """\
+request:
+  tools:   # flat function tools; strict is false unless the caller set it (this API's default is true)
+    tool: {type: function, name: $name, description: $description, parameters: $parameters,
+           strict: {$first: [$strict, false]}}
+    choice: {auto: auto, none: none, required: required, named: {type: function, name: $name}}
 """,
     ],
     "AuthSpec": [
