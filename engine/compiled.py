@@ -29,6 +29,7 @@ RULE_FIELDS = ("delta", "reasoning_delta", "model", "finish_reason", *USAGE_FIEL
 
 
 _UNSET = object()
+JOINED = ("text",)  # item fields whose matches are joined (a reasoning block's summary parts), not the first taken
 
 
 @dataclass(slots=True)
@@ -89,7 +90,7 @@ class CompiledItems:
         if self.each is None:  # the event itself is the item (most stream events carry none of the fields)
             values = None  # (typed above)
             for name, extractor in self.fields:
-                value = extractor.read(data)
+                value = extractor.text(data) if name in JOINED else extractor.read(data)
                 if value is not None:
                     if values is None:
                         values = {}
@@ -103,7 +104,8 @@ class CompiledItems:
         found = each.all(data)
         out = []
         for item in found:
-            values = {name: value for name, extractor in self.fields if (value := extractor.value(item)) is not None}
+            values = {name: value for name, extractor in self.fields
+                      if (value := extractor.text(item) if name in JOINED else extractor.value(item)) is not None}
             if values:
                 out.append((self.index.value(item) if self.index is not None else None, values))
         return out

@@ -268,7 +268,7 @@ def normalize(messages: Sequence[Mapping[str, Any]]) -> list[Turn]:
             if isinstance(thought, Mapping):
                 kind = "redacted_reasoning" if thought.get("redacted") is not None else "reasoning"
                 parts.append(Part(kind, {"text": thought.get("text"), "signature": thought.get("signature"),
-                                         "redacted": thought.get("redacted")}))
+                                         "redacted": thought.get("redacted"), "id": thought.get("id")}))
         if role == "tool":
             call_id = message.get("tool_call_id")
             if not isinstance(call_id, str):

@@ -215,9 +215,10 @@ class MessagesSpec(_Strict):
                                 "`document`, `document_url`: the same plus `$filename`, `$name`. `tool_call`: "
                                 "`$id`, `$name`, `$arguments` (JSON text), `$args` (its object), `$signature`. "
                                 "`tool_result`: `$id`, `$name`, `$content` (text), `$value` (parsed when JSON), "
-                                "`$object` (`$value`, or `{output: $value}`), `$is_error`. `reasoning`: `$text`, "
-                                "`$signature`; `redacted_reasoning`: `$redacted`. Images and documents given as "
-                                "data also have `$data_url`.",
+                                "`$object` (`$value`, or `{output: $value}`), `$is_error`. `reasoning` (a block "
+                                "with text) and `redacted_reasoning` (a block with opaque data): `$text`, "
+                                "`$signature`, `$redacted`, `$id`. Images and documents given as data also have "
+                                "`$data_url`.",
     )
     call_id_length: int | None = Field(
         default=None, gt=0, description="The API takes tool call ids of exactly this many letters and digits: "
@@ -292,9 +293,15 @@ class ToolCallSpec(ItemsSpec):
 class ThinkingSpec(ItemsSpec):
     """Where reasoning blocks the API needs replayed are (text with a signature, or redacted data)."""
 
-    text: PathSpec | None = Field(default=None, description="Path of the block's reasoning text.")
+    text: PathSpec | None = Field(
+        default=None, description="Path of the block's reasoning text; several matches are joined.",
+    )
     signature: PathSpec | None = Field(default=None, description="Path of the block's signature.")
     redacted: PathSpec | None = Field(default=None, description="Path of a redacted block's opaque data.")
+    id: PathSpec | None = Field(
+        default=None, description="Path of the block's id, for an API that wants it back with the block (`$id` "
+                                  "in the reasoning shapes).",
+    )
 
 
 class _ReplyFields(_Strict):

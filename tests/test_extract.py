@@ -155,3 +155,44 @@ def test_token_counts_in_text_are_plain_ascii_digits() -> None:
     for bad in ("²", "٣", "-1", "1e3", "4.0", "9" * 13, ""):  # digits to isdigit, not to int
         assert token_count(bad) == (None, True), bad
     assert token_count(True) == (None, True) and token_count(None) == (None, False)
+
+
+THOUGHTFUL = """\
+name: thoughtful
+extends: openai
+base_url: https://api.thoughtful.example/v1
+response:
+  content: "$.output[*].text"
+  thinking:
+    each: "$.output[?(@.type == 'reasoning')]"
+    id: $.id
+    text: $.summary[*].text
+    redacted: $.encrypted
+stream:
+  events:
+    done:
+      end: true
+      thinking: {index: $.at, id: $.item.id, redacted: $.item.encrypted}
+    summary:
+      thinking: {index: $.at, text: "$.parts[*]"}
+"""
+
+
+def test_reasoning_blocks_keep_their_id_and_join_their_text(tmp_path: Path) -> None:
+    from engine.extract import extract_response
+    from engine.stream import StreamState
+
+    (tmp_path / "thoughtful.yaml").write_text(THOUGHTFUL, encoding="utf-8")
+    compiled = Registry(Settings(providers_path=[tmp_path])).compiled("thoughtful")
+    body = {"output": [{"type": "reasoning", "id": "rs_1", "summary": [{"text": "First, "}, {"text": "then."}],
+                        "encrypted": "enc"},
+                       {"type": "reasoning", "id": "rs_2", "summary": []},  # nothing to replay: left out
+                       {"type": "message", "text": "Done."}]}
+    extracted = extract_response(compiled, body)
+    assert extracted.content == "Done."
+    assert extracted.thinking == [{"text": "First, then.", "redacted": "enc", "id": "rs_1"}]
+    assert compiled.stream is not None
+    state = StreamState(compiled.stream)
+    state.feed(b'event: summary\ndata: {"at": 0, "parts": ["First, ", "then."]}\n\n'
+               b'event: done\ndata: {"at": 0, "item": {"id": "rs_1", "encrypted": "enc"}}\n\n')
+    assert state.ended and state.thinking() == extracted.thinking

@@ -118,12 +118,13 @@ def test_calls_and_reasoning_as_items_of_their_own_in_a_flat_list() -> None:
                  "tool": compile_shape({"type": "output", "call": "$tool_call_id", "output": "$content"})},
         parts={"text": compile_shape({"t": "$text"}), "tool_call": compile_shape({"type": "call", "call": "$id"}),
                "tool_result": compile_shape({"result": "$id"}),
-               "redacted_reasoning": compile_shape({"type": "reasoning", "data": "$redacted"})})
-    thinking = [{"redacted": "enc-1"}, {"text": "no shape", "signature": "s"}]
+               "redacted_reasoning": compile_shape({"$when": "$id", "type": "reasoning", "id": "$id",
+                                                    "data": "$redacted"})})
+    thinking = [{"redacted": "enc-1", "id": "rs_1"}, {"redacted": "foreign"}, {"text": "no shape", "signature": "s"}]
     messages = [CALLS[0], {**CALLS[1], "thinking": thinking}, *CALLS[2:]]
     assert write_messages(shapes, messages).messages == [
         {"role": "user", "content": "hi"},
-        {"type": "reasoning", "data": "enc-1"},  # before the calls; the one without a shape is left out
+        {"type": "reasoning", "id": "rs_1", "data": "enc-1"},  # before the calls; foreign and text-only ones left out
         {"type": "call", "call": "call_1"}, {"type": "call", "call": "call_2"},  # no empty assistant message
         {"type": "output", "call": "call_1", "output": "one"},
         {"type": "output", "call": "call_2", "output": '{"x": 2}'},

@@ -198,8 +198,8 @@ request:
       image: {type: input_image, image_url: $data_url, detail: {$first: [$detail, auto]}}   # a default
       tool_call: {type: function_call, call_id: $id, name: $name, arguments: $arguments}
       tool_result: {type: function_call_output, call_id: $id, output: $content}
-      # a summary part only when the block has text
-      redacted_reasoning: {type: reasoning, encrypted_content: $redacted,
+      # only blocks with an id (this API's own) are sent; a summary part only when there is text
+      redacted_reasoning: {$when: $id, type: reasoning, id: $id, encrypted_content: $redacted,
                            summary: [{$when: $text, type: summary_text, text: $text}]}
 """,
     ],
@@ -376,6 +376,15 @@ stream:
       index: $.block
       text: $.thinking_delta
       signature: $.signature
+""",
+        """\
+response:
+  content: "$.output[*].content[?(@.type == 'output_text')].text"
+  thinking:   # OpenAI Responses: reasoning items, sent back with their id and encrypted content
+    each: "$.output[?(@.type == 'reasoning')]"
+    id: $.id
+    text: $.summary[*].text   # the summary parts, joined
+    redacted: $.encrypted_content
 """,
     ],
     "ErrorSpec": [
