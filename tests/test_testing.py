@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -21,7 +22,7 @@ from engine.registry import Registry
 from engine.render import prepare, render
 from engine.stream import StreamState
 from engine.testing import FORMATS, FakeServer, Fault, RecordedRequest, replay_client
-from engine.testing.wire import Call, route
+from engine.testing.wire import Call, OpenAIChat, WireError, route
 
 NATIVE = {"anthropic": "anthropic", "ollama": "ollama", "gemini": "gemini", "cohere": "cohere"}
 CALL = Call(model="m-1", text="Hello wörld ✓", deltas=["Hello", " wörld", " ✓"], input_tokens=3)
@@ -165,6 +166,39 @@ def test_a_fault_is_consumed_by_exactly_one_api_request() -> None:
         assert [r.path for r in server.requests][-2:] == ["/v1/chat/completions"] * 2
     with pytest.raises(ValueError, match="unknown fault kind"):
         Fault("bogus")
+
+
+class Picky(OpenAIChat):
+    """A format of one's own: refuses a request without a user, and shouts when asked to."""
+
+    name = "picky"
+    path = re.compile(r"/picky/chat$")
+
+    def check(self, body: dict[str, Any]) -> None:
+        if not isinstance(body.get("user"), str):
+            raise WireError("Missing required parameter: 'user'.")
+
+    def reply_options(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {"shout": body.get("shout") is True}
+
+    def reply(self, call: Call) -> dict[str, Any]:
+        reply = super().reply(call)
+        if call.extra["shout"]:
+            reply["choices"][0]["message"]["content"] = call.text.upper()
+        return reply
+
+
+def test_a_format_checks_its_native_shape_and_the_reply_depends_on_its_options() -> None:
+    body = {"model": "m", "messages": HI, "user": "u-1"}
+    with FakeServer(chunk_size=None, max_seconds=60, formats=[Picky()]) as server, \
+            httpx.Client(base_url=server.base_url, timeout=5.0) as client:
+        refused = client.post("/picky/chat", json={"model": "m", "messages": HI})
+        assert refused.status_code == 400
+        assert refused.json()["error"]["message"] == "Missing required parameter: 'user'."
+        said = client.post("/picky/chat", json=body).json()["choices"][0]["message"]["content"]
+        assert said == server.reply_for(body)
+        shouted = client.post("/picky/chat", json={**body, "shout": True}).json()["choices"][0]["message"]["content"]
+        assert shouted == said.upper()
 
 
 def test_replay_client_sends_the_body_in_pieces_and_records_requests() -> None:

@@ -538,6 +538,7 @@ class FakeServer:
         return _WORDS.findall(text) or [text]
 
     def _make_call(self, wire: WireFormat, match: re.Match[str], body: dict[str, Any], number: int) -> Call:
+        wire.check(body)
         base, text = self._texts(wire, body)
         calls = wire.answer_calls(body)
         words = len(wire.system_text(body).split())
@@ -546,7 +547,7 @@ class FakeServer:
             model=wire.model(body, match), text=text, deltas=self._deltas(text) if text or not calls else [],
             input_tokens=max(1, words), stream=wire.wants_stream(body, match), number=number, base_reply=base,
             tool_name=wire.forced_tool(body), include_usage=wire.include_usage(body), created=int(time.time()),
-            tool_calls=calls,
+            tool_calls=calls, extra=wire.reply_options(body),
         )
 
     async def _handle(self, request: _Request, writer: asyncio.StreamWriter) -> bool:

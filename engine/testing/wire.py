@@ -284,6 +284,14 @@ class WireFormat:
     def include_usage(self, body: dict[str, Any]) -> bool:
         return False
 
+    def check(self, body: dict[str, Any]) -> None:
+        """Raise `WireError` for a request that is not in the format's native shape (before anything is
+        answered). Tool results and images are checked by `tool_results` and `images`."""
+
+    def reply_options(self, body: dict[str, Any]) -> dict[str, Any]:
+        """What else the reply depends on, in the format's own terms; kept as `Call.extra`."""
+        return {}
+
     # -- tools and images -------------------------------------------------------------------------------------
     def tools(self, body: dict[str, Any]) -> dict[str, Any]:
         """The tools the request offers, in order: name -> parameters schema (OpenAI's shape here)."""
@@ -434,16 +442,21 @@ class OpenAIChat(WireFormat):
         return events
 
     def error_body(self, status: int, message: str) -> dict[str, Any]:
-        if status == 429:
-            kind, code = "requests", "rate_limit_exceeded"
-        elif status >= 500:
-            kind, code = "server_error", None
-        else:
-            kind, code = "invalid_request_error", "invalid_api_key" if status == 401 else None
-        return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+        return openai_error(status, message)
 
     def stream_error(self, message: str) -> bytes:
         return sse({"error": {"message": message, "type": "server_error", "param": None, "code": None}})
+
+
+def openai_error(status: int, message: str) -> dict[str, Any]:
+    """OpenAI's error body (chat completions and responses alike)."""
+    if status == 429:
+        kind, code = "requests", "rate_limit_exceeded"
+    elif status >= 500:
+        kind, code = "server_error", None
+    else:
+        kind, code = "invalid_request_error", "invalid_api_key" if status == 401 else None
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
 class AnthropicMessages(WireFormat):
