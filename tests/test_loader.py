@@ -239,6 +239,21 @@ def test_a_user_file_may_not_read_another_providers_key(tmp_path: Path) -> None:
     assert info.value.key == "config.region.env.0"
 
 
+def test_bundled_files_may_share_a_key_and_only_their_replacements_may_claim_it(tmp_path: Path) -> None:
+    registry = registry_for(tmp_path)
+    assert "OPENAI_API_KEY" in registry.spec("openai").key_env  # OpenAI's two APIs take one key
+    assert "OPENAI_API_KEY" in registry.spec("openai-responses").key_env
+    for name in ("openai", "openai-responses"):  # a user file in place of one of them may declare it too
+        folder = tmp_path / name
+        write(folder, name, MINIMAL.format(name=name).replace("[EXAMPLE_API_KEY]", "[OPENAI_API_KEY]"))
+        mine = registry_for(folder)
+        assert mine.spec(name).default_model == "example-1" and "OPENAI_API_KEY" in mine.spec(name).key_env
+        assert "OPENAI_API_KEY" in mine.spec("openai" if name != "openai" else "openai-responses").key_env
+    write(tmp_path / "thief", "thief", MINIMAL.format(name="thief").replace("[EXAMPLE_API_KEY]", "[OPENAI_API_KEY]"))
+    with pytest.raises(ProviderFileError, match=r"OPENAI_API_KEY is the API key of provider 'openai'"):
+        registry_for(tmp_path / "thief").spec("thief")
+
+
 def test_http_provider_without_request_is_rejected(tmp_path: Path) -> None:
     write(tmp_path, "broken", "name: broken\nbase_url: https://x\n")
     with pytest.raises(ProviderFileError, match="needs request, response"):
