@@ -211,6 +211,14 @@ def said(text: str, kind: str = "output_text") -> list[Any]:
 
 @pytest.mark.parametrize(("body", "content", "finish", "native"), [
     (responses_reply("completed", said("Paris.")), "Paris.", "stop", "completed"),
+    # a built-in tool's item, then the answer with its citation: the text is the answer's
+    (responses_reply("completed", [{"type": "web_search_call", "id": "ws_1", "status": "completed",
+                                    "action": {"type": "search", "query": "capital of France"}},
+                                   {"type": "message", "role": "assistant", "content": [{
+                                       "type": "output_text", "text": "Paris [1].", "annotations": [
+                                           {"type": "url_citation", "url": "https://example.com", "start_index": 6,
+                                            "end_index": 9, "title": "Example"}]}]}]), "Paris [1].", "stop",
+     "completed"),
     (responses_reply("incomplete", said("Par"), incomplete_details={"reason": "max_output_tokens"}), "Par", "length",
      "max_output_tokens"),
     (responses_reply("incomplete", [], incomplete_details={"reason": "content_filter"}), "", "content_filter",

@@ -148,8 +148,11 @@ def test_responses_extra_text_reasoning_and_include_are_merged_not_replaced() ->
     request = CompletionRequest(messages=HELLO, model="gpt-5", output_schema={"title": "A", "type": "object"},
                                 extra={"reasoning": {"effort": "low", "summary": "auto"}, "text": {"verbosity": "low"},
                                        "include": ["message.output_text.logprobs", "reasoning.encrypted_content"],
-                                       "service_tier": "flex"})
+                                       "service_tier": "flex", "tools": [{"type": "web_search"}]},
+                                tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}])
     body = render_request("openai-responses", request, make_settings()).json
+    assert body["tools"] == [{"type": "function", "name": "f", "parameters": {"type": "object", "properties": {}},
+                              "strict": False}, {"type": "web_search"}]  # built-in tools next to the functions
     assert body["reasoning"] == {"effort": "low", "summary": "auto"}
     assert body["text"] == {"format": {"type": "json_schema", "name": "A", "schema": {"title": "A", "type": "object"}},
                             "verbosity": "low"}

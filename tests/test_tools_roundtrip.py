@@ -178,6 +178,13 @@ def test_reasoning_that_cannot_be_verified_is_refused_and_reasoning_without_it_i
     assert all(item.get("type") != "reasoning" for item in local_server.requests[-1].json()["input"])
 
 
+def test_built_in_tools_go_next_to_the_function_tools(local_server: FakeServer) -> None:
+    first, _ = run(local_server, "openai-responses", ASK, stream=False, tools=[WEATHER],
+                   extra={"tools": [{"type": "web_search"}]})
+    assert first.success and [call.name for call in first.tool_calls] == ["get_weather", "get_weather"], first.error
+    assert [tool["type"] for tool in local_server.requests[-1].json()["tools"]] == ["function", "web_search"]
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 def test_a_reasoning_summary_asked_for_is_the_reasoning(local_server: FakeServer, stream: bool) -> None:
     result, events = run(local_server, "openai-responses", ASK, stream=stream,

@@ -1043,7 +1043,9 @@ class OpenAIResponses(WireFormat):
         _require(isinstance(tools, list), "Invalid type for 'tools': expected an array.")
         for i, tool in enumerate(tools):
             where = f"tools[{i}]"
-            _require(isinstance(tool, dict) and tool.get("type") == "function", f"Invalid value for '{where}.type'.")
+            _require(isinstance(tool, dict) and isinstance(tool.get("type"), str), f"Invalid value for '{where}.type'.")
+            if tool["type"] != "function":  # a built-in tool (web_search, file_search, ...): the server runs none
+                continue
             _require("function" not in tool, f"Unknown parameter: '{where}.function'. Function tools are flat: "
                                              "name, description and parameters sit next to type.")
             _require(isinstance(tool.get("name"), str), f"Missing required parameter: '{where}.name'.")
