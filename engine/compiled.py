@@ -13,7 +13,7 @@ from typing import Any
 from .errors import ErrorKind, JSONPathError, ProviderFileError
 from .jsonpath import Extractor, plain_path, plain_reader
 from .loader import ProviderSource, locate, value_line
-from .shapes import MessageShapes, ToolShapes, compile_shape
+from .shapes import Filler, MessageShapes, ShapeError, ToolShapes, compile_shape
 from .spec import Condition, ItemsSpec, PathSpec, ProviderSpec, ResolvedCapabilities, StreamRule
 from .templates import TemplateSyntaxError, compile_template, options_read, outputs_one_value
 
@@ -29,6 +29,7 @@ RULE_FIELDS = ("delta", "reasoning_delta", "model", "finish_reason", *USAGE_FIEL
 
 
 _UNSET = object()
+JOINED = ("text",)  # item fields whose matches are joined (a reasoning block's summary parts), not the first taken
 
 
 @dataclass(slots=True)
@@ -89,7 +90,7 @@ class CompiledItems:
         if self.each is None:  # the event itself is the item (most stream events carry none of the fields)
             values = None  # (typed above)
             for name, extractor in self.fields:
-                value = extractor.read(data)
+                value = extractor.text(data) if name in JOINED else extractor.read(data)
                 if value is not None:
                     if values is None:
                         values = {}
@@ -103,7 +104,8 @@ class CompiledItems:
         found = each.all(data)
         out = []
         for item in found:
-            values = {name: value for name, extractor in self.fields if (value := extractor.value(item)) is not None}
+            values = {name: value for name, extractor in self.fields
+                      if (value := extractor.text(item) if name in JOINED else extractor.value(item)) is not None}
             if values:
                 out.append((self.index.value(item) if self.index is not None else None, values))
         return out
@@ -304,20 +306,30 @@ class _Compiler:
             input_tokens=self.path(reply.input_tokens, [*key, "input_tokens"]) if reply.input_tokens else None,
         )
 
+    def shape(self, shape: Any, key_path: Sequence[str | int]) -> Filler:
+        try:
+            return compile_shape(shape)
+        except ShapeError as exc:
+            raise self.fail(key_path, str(exc)) from exc
+
     def shapes(self) -> tuple[MessageShapes, ToolShapes]:
         request = self.spec.request
         messages, tools = MessageShapes(), ToolShapes()
         if request is not None and request.messages is not None:
-            m = request.messages
+            m, at = request.messages, ["request", "messages"]
             messages = MessageShapes(
                 system=m.system, roles=m.roles, tool_results=m.tool_results, merge_roles=m.merge_roles,
-                calls=m.calls, message=compile_shape(m.message) if m.message is not None else None,
-                by_role={role: compile_shape(shape) for role, shape in m.role_message.items()},
-                parts={kind: compile_shape(shape) for kind, shape in m.parts.items()},
+                calls=m.calls, reasoning=m.reasoning,
+                message=self.shape(m.message, [*at, "message"]) if m.message is not None else None,
+                by_role={role: self.shape(shape, [*at, "role_message", role])
+                         for role, shape in m.role_message.items()},
+                parts={kind: self.shape(shape, [*at, "parts", kind]) for kind, shape in m.parts.items()},
                 call_id_length=m.call_id_length)
         if request is not None and request.tools is not None:
-            tools = ToolShapes(tool=compile_shape(request.tools.tool),
-                               choice={kind: compile_shape(shape) for kind, shape in request.tools.choice.items()})
+            at = ["request", "tools"]
+            tools = ToolShapes(tool=self.shape(request.tools.tool, [*at, "tool"]),
+                               choice={kind: self.shape(shape, [*at, "choice", kind])
+                                       for kind, shape in request.tools.choice.items()})
         return messages, tools
 
     def compile(self) -> CompiledProvider:

@@ -180,10 +180,12 @@ def tool_calls(items: list[tuple[Any, dict[str, Any]]]) -> list[ToolCall]:
 
 
 def thinking_blocks(items: list[tuple[Any, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Reasoning blocks to replay: ``{text, signature}`` or ``{redacted}``."""
+    """Reasoning blocks to replay: ``{text, signature}`` or ``{redacted}``, with the block's ``id`` when the API
+    gives one."""
     blocks: list[dict[str, Any]] = []
     for _, values in items:
-        block: dict[str, Any] = {key: _text(values[key]) for key in ("text", "signature", "redacted") if key in values}
+        block: dict[str, Any] = {key: _text(values[key]) for key in ("text", "signature", "redacted", "id")
+                                 if key in values}
         if "text" in block or "redacted" in block:
             blocks.append(block)
     return blocks

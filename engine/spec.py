@@ -191,9 +191,16 @@ class MessagesSpec(_Strict):
     merge_roles: bool = Field(
         default=False, description="Consecutive messages of one (renamed) role become one, their parts joined.",
     )
-    calls: Literal["field", "parts"] = Field(
-        default="field", description="Where an assistant's tool calls go: the message's `$tool_calls`, or among "
-                                     "its `$parts`.",
+    calls: Literal["field", "parts", "items"] = Field(
+        default="field", description="Where an assistant's tool calls go: the message's `$tool_calls`, among "
+                                     "its `$parts`, or (`items`) each an entry of the list of its own, after the "
+                                     "message (APIs whose conversation is a flat list of typed items).",
+    )
+    reasoning: Literal["parts", "items"] = Field(
+        default="parts", description="Where replayed reasoning goes: first among the message's `$parts`, or "
+                                     "(`items`) each block an entry of the list of its own, before the message. A "
+                                     "message left with nothing once its calls and reasoning are items is not "
+                                     "written.",
     )
     message: Any = Field(
         default=None, description="The shape of one message. Variables: `$role`, `$content` (the text when the "
@@ -211,9 +218,10 @@ class MessagesSpec(_Strict):
                                 "`document`, `document_url`: the same plus `$filename`, `$name`. `tool_call`: "
                                 "`$id`, `$name`, `$arguments` (JSON text), `$args` (its object), `$signature`. "
                                 "`tool_result`: `$id`, `$name`, `$content` (text), `$value` (parsed when JSON), "
-                                "`$object` (`$value`, or `{output: $value}`), `$is_error`. `reasoning`: `$text`, "
-                                "`$signature`; `redacted_reasoning`: `$redacted`. Images and documents given as "
-                                "data also have `$data_url`.",
+                                "`$object` (`$value`, or `{output: $value}`), `$is_error`. `reasoning` (a block "
+                                "with text) and `redacted_reasoning` (a block with opaque data): `$text`, "
+                                "`$signature`, `$redacted`, `$id`. Images and documents given as data also have "
+                                "`$data_url`.",
     )
     call_id_length: int | None = Field(
         default=None, gt=0, description="The API takes tool call ids of exactly this many letters and digits: "
@@ -288,9 +296,15 @@ class ToolCallSpec(ItemsSpec):
 class ThinkingSpec(ItemsSpec):
     """Where reasoning blocks the API needs replayed are (text with a signature, or redacted data)."""
 
-    text: PathSpec | None = Field(default=None, description="Path of the block's reasoning text.")
+    text: PathSpec | None = Field(
+        default=None, description="Path of the block's reasoning text; several matches are joined.",
+    )
     signature: PathSpec | None = Field(default=None, description="Path of the block's signature.")
     redacted: PathSpec | None = Field(default=None, description="Path of a redacted block's opaque data.")
+    id: PathSpec | None = Field(
+        default=None, description="Path of the block's id, for an API that wants it back with the block (`$id` "
+                                  "in the reasoning shapes).",
+    )
 
 
 class _ReplyFields(_Strict):

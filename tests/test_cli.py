@@ -534,10 +534,11 @@ def test_demo_runs_every_provider_offline(capsys: pytest.CaptureFixture[str]) ->
     assert code == EXIT_OK
     assert sorted(rows) == BUNDLED
     assert {row["result"] for row in rows.values()} <= {"ok", "skipped"}
-    for name in ("openai", "anthropic", "ollama", "groq"):
+    for name in ("openai", "anthropic", "ollama", "groq", "openai-responses"):
         assert rows[name]["result"] == "ok", rows[name]
         assert rows[name]["text"] == f"Hello from the local server — you said: Hello {name}, this is the demo. ✓"
     assert rows["anthropic"]["format"] == "anthropic" and rows["ollama"]["format"] == "ollama"
+    assert rows["openai-responses"]["format"] == "openai-responses" and rows["openai-responses"]["cost_usd"] > 0
     assert rows["openai"]["cost_usd"] > 0 and rows["ollama"]["cost_usd"] == 0
     for row in rows.values():
         if row["result"] == "skipped":

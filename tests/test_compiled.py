@@ -128,3 +128,12 @@ def test_conditions_compare_as_documented() -> None:
     assert holds("$.done", "truthy", True, {"done": 1}) and holds("$.done", "truthy", False, {"done": ""})
     with reading_headers({"X-Status": "failed"}):
         assert holds("header:x-status", "equals", "failed", {})
+
+
+def test_a_malformed_shape_directive_names_file_key_and_line(tmp_path: Path) -> None:
+    error = compile_error(tmp_path, ACME + "request:\n  tools:\n    tool: {name: $name, strict: {$first: $strict}}\n")
+    assert error.key == "request.tools.tool" and error.line == ACME.count("\n") + 3
+    assert error.file == str(tmp_path / "acme.yaml") and "$first takes a list" in error.message
+    error = compile_error(tmp_path, ACME + "request:\n  messages:\n    message: {role: $role}\n    parts:\n"
+                                           "      text: {$when: text, t: $text}\n")
+    assert error.key == "request.messages.parts.text" and "$when names one variable" in error.message

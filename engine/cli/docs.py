@@ -246,6 +246,25 @@ request:
       tool_result: $content
     call_id_length: 9
 """,
+        """\
+request:
+  messages:   # a flat list of typed items (OpenAI Responses): calls and reasoning are items of their own
+    system: separate
+    calls: items
+    reasoning: items
+    message: {type: message, role: $role, content: $content}
+    role_message:
+      assistant: {type: message, role: assistant, content: $text}
+      tool: {type: function_call_output, call_id: $tool_call_id, output: $content}
+    parts:
+      text: {type: input_text, text: $text}
+      image: {type: input_image, image_url: $data_url, detail: {$first: [$detail, auto]}}   # a default
+      tool_call: {type: function_call, call_id: $id, name: $name, arguments: $arguments}
+      tool_result: {type: function_call_output, call_id: $id, output: $content}
+      # only blocks with an id (this API's own) are sent; a summary part only when there is text
+      redacted_reasoning: {$when: $id, type: reasoning, id: $id, encrypted_content: $redacted,
+                           summary: [{$when: $text, type: summary_text, text: $text}]}
+""",
     ],
     "ToolsSpec": [
         """\
@@ -257,6 +276,13 @@ request:
       none: {functionCallingConfig: {mode: NONE}}
       required: {functionCallingConfig: {mode: ANY}}
       named: {functionCallingConfig: {mode: ANY, allowedFunctionNames: [$name]}}
+""",
+        """\
+request:
+  tools:   # flat function tools; strict is false unless the caller set it (this API's default is true)
+    tool: {type: function, name: $name, description: $description, parameters: $parameters,
+           strict: {$first: [$strict, false]}}
+    choice: {auto: auto, none: none, required: required, named: {type: function, name: $name}}
 """,
     ],
     "AuthSpec": [
@@ -413,6 +439,15 @@ stream:
       index: $.block
       text: $.thinking_delta
       signature: $.signature
+""",
+        """\
+response:
+  content: "$.output[*].content[?(@.type == 'output_text')].text"
+  thinking:   # OpenAI Responses: reasoning items, sent back with their id and encrypted content
+    each: "$.output[?(@.type == 'reasoning')]"
+    id: $.id
+    text: $.summary[*].text   # the summary parts, joined
+    redacted: $.encrypted_content
 """,
     ],
     "ErrorSpec": [
@@ -840,6 +875,8 @@ def providers_table(registry: Any) -> str:
         spec = registry.spec(name)
         if spec.auth.type == "none":
             auth = "none" if spec.backend is None else "AWS credential chain"
+        elif spec.auth.type == "hook":
+            auth = f"OAuth2 token (hook `{spec.auth.hook}`)"
         else:
             auth = ", ".join(f"`{e}`" for e in spec.auth.env) or f"`{spec.key_env[0]}`"
             auth += " (optional)" if spec.auth.optional else ""

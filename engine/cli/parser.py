@@ -278,8 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command(
         "demo", cmd.cmd_demo, "offline self-test: every provider against the bundled local server",
         "Offline self-test. Starts the bundled fake server (engine.testing) on 127.0.0.1 and runs "
-        "every provider whose wire format it speaks (OpenAI, Anthropic, Ollama, Gemini, Cohere) end to end through the "
-        "engine: request template, real HTTP over loopback, stream parsing, cost. Checks each reply against "
+        "every provider whose wire format it speaks (OpenAI chat and Responses, Anthropic, Ollama, Gemini, Cohere) "
+        "end to end through the engine: request template, real HTTP over loopback, stream parsing, cost. "
+        "Checks each reply against "
         "what the server sent and prints a table. No network, no API keys, no cost. Providers in other "
         "formats (and Python backends) are listed as skipped. Exit code 1 when a provider fails.",
         "  genai demo\n  genai demo --provider groq --provider anthropic\n  genai demo --no-stream --json")

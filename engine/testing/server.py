@@ -19,10 +19,14 @@ path so that any base-URL prefix works (see `engine.testing.wire`):
 * ``POST .../models/{model}:generateContent`` and ``:streamGenerateContent`` (SSE with ``alt=sse``):
   Google Gemini; JSON mode is ``generationConfig.responseMimeType: application/json``.
 * ``POST .../v2/chat``: Cohere v2 chat, JSON or SSE (``event:`` line and ``data.type`` both name the event).
+* ``POST .../responses``: OpenAI Responses, JSON or SSE (typed events from ``response.created`` to
+  ``response.completed``, no ``[DONE]``); the request is checked as the API checks it (chat-completions fields,
+  ``max_output_tokens`` of at least 16, flat function tools, ``input`` items); reasoning models (``o3``,
+  ``gpt-5...``) answer with a reasoning item first; one sent back must carry the encrypted content issued for it.
 
 Anything else -> 404 JSON. The reply text is deterministic, see `FakeServer.reply_for`. JSON mode
-(OpenAI ``response_format`` json_object/json_schema, Ollama ``format``, Anthropic ``output_config.format``
-or a forced tool) makes the reply the JSON text ``{"answer": <reply>}``.
+(OpenAI ``response_format`` json_object/json_schema or Responses ``text.format``, Ollama ``format``, Anthropic
+``output_config.format`` or a forced tool) makes the reply the JSON text ``{"answer": <reply>}``.
 
 Tool calls in every format (see `engine.testing.wire`): a request offering tools whose last turn is a user
 turn with text is answered with two parallel calls to the first (or the chosen) tool, arguments
@@ -544,6 +548,7 @@ class FakeServer:
         return _WORDS.findall(text) or [text]
 
     def _make_call(self, wire: WireFormat, match: re.Match[str], body: dict[str, Any], number: int) -> Call:
+        wire.check(body)
         base, text = self._texts(wire, body)
         calls = wire.answer_calls(body)
         words = len(wire.system_text(body).split())
@@ -552,7 +557,7 @@ class FakeServer:
             model=wire.model(body, match), text=text, deltas=self._deltas(text) if text or not calls else [],
             input_tokens=max(1, words), stream=wire.wants_stream(body, match), number=number, base_reply=base,
             tool_name=wire.forced_tool(body), include_usage=wire.include_usage(body), created=int(time.time()),
-            tool_calls=calls,
+            tool_calls=calls, extra=wire.reply_options(body),
         )
 
     async def _handle(self, request: _Request, writer: asyncio.StreamWriter) -> bool:
