@@ -23,9 +23,10 @@ Render = Callable[[Mapping[str, Any]], str]
 OPENAI_FINISH_REASONS = {"stop": "stop", "length": "length", "tool_calls": "tool_calls",
                          "content_filter": "content_filter", "function_call": "tool_calls"}
 
-USAGE_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
-RULE_FIELDS = ("delta", "reasoning_delta", "model", "finish_reason", *USAGE_FIELDS, "cost", "error_message",
-               "error_type")
+USAGE_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens",
+                "cache_write_1h_tokens")
+RULE_FIELDS = ("delta", "reasoning_delta", "model", "finish_reason", *USAGE_FIELDS, "cost", "service_tier",
+               "error_message", "error_type")
 
 
 _UNSET = object()
@@ -320,7 +321,7 @@ class _Compiler:
         if spec.response is not None:
             compiled.response = {
                 name: self.path(value, ["response", name])
-                for name in ("content", "reasoning", "model", "finish_reason", *USAGE_FIELDS, "cost")
+                for name in ("content", "reasoning", "model", "finish_reason", *USAGE_FIELDS, "cost", "service_tier")
                 if (value := getattr(spec.response, name)) is not None
             }
         if spec.errors.message is not None:

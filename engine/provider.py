@@ -7,6 +7,7 @@ It holds no provider-specific code.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
@@ -31,6 +32,7 @@ from .extract import (
     parse_body,
     scrub,
     short,
+    tier_name,
     unified_finish,
     unify_usage,
 )
@@ -159,18 +161,29 @@ class LLMProvider(ABC):
         await self.close()
 
     def calculate_cost(self, model: str, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0,
-                       cache_write_tokens: int = 0) -> float | None:
-        """Cost in USD of the given token counts (``input_tokens`` includes cached ones); ``None`` if unpriced."""
-        usage = Usage(input_tokens, output_tokens, cached_input_tokens, cache_write_tokens)
-        return to_float(self.prices.quote(self.spec, model).cost(usage))
+                       cache_write_tokens: int = 0, *, cache_write_1h_tokens: int = 0,
+                       at: datetime.datetime | None = None, service_tier: str | None = None) -> float | None:
+        """Cost in USD of the given token counts (``input_tokens`` includes cached ones); ``None`` if unpriced.
 
-    def _cost(self, models: tuple[str | None, ...], usage: Usage) -> float | None:
-        """Cost in USD of a call; the first of ``models`` (reported, requested) that has a price is used."""
+        ``at``: when the request started (default: now); ``service_tier``: the tier the reply reports."""
+        usage = Usage(input_tokens, output_tokens, cached_input_tokens, cache_write_tokens,
+                      cache_write_1h_tokens=cache_write_1h_tokens)
+        return to_float(self.prices.quote(self.spec, model).cost(usage, at, service_tier))
+
+    def _cost(self, models: tuple[str | None, ...], usage: Usage, started: float,
+              service_tier: str | None) -> float | None:
+        """Cost in USD of a call; the first of ``models`` (reported, requested) that has a price is used, at the
+        price in effect when the request started."""
         for model in models:
             if model is not None:
                 quote = self.prices.quote(self.spec, model)
                 if quote.known:
-                    return to_float(quote.cost(usage))
+                    at = None
+                    if quote.pricing is not None and quote.pricing.reads_time:
+                        # The wall-clock time the call started, from its monotonic start.
+                        at = datetime.datetime.now(datetime.UTC) - datetime.timedelta(
+                            seconds=time.perf_counter() - started)
+                    return to_float(quote.cost(usage, at, service_tier))
         return None
 
     def _failure(self, message: str, kind: ErrorKind | None, *, model: str | None, started: float,
@@ -189,8 +202,8 @@ class LLMProvider(ABC):
     def _finish(self, *, content: str, model: str | None, requested: str, usage: Usage, finish_reason: Any,
                 started: float, status_code: int | None, raw: Any, reasoning: str | None = None,
                 billed: float | None = None, warnings: list[str] | None = None,
-                tool_calls: list[ToolCall] | None = None,
-                thinking: list[dict[str, Any]] | None = None, request_id: str | None = None) -> CompletionResponse:
+                tool_calls: list[ToolCall] | None = None, thinking: list[dict[str, Any]] | None = None,
+                request_id: str | None = None, service_tier: str | None = None) -> CompletionResponse:
         """A successful response, costed: the provider's billed cost if it reports one, else the price table."""
         native = short(finish_reason)
         return CompletionResponse(
@@ -199,8 +212,9 @@ class LLMProvider(ABC):
             native_finish_reason=native, tool_calls=tool_calls or [], thinking=thinking or [], request_id=request_id,
             input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
             cached_input_tokens=usage.cached_input_tokens, cache_write_tokens=usage.cache_write_tokens,
-            reasoning_tokens=usage.reasoning_tokens,
-            cost_usd=billed if billed is not None else self._cost((model, requested), usage),
+            reasoning_tokens=usage.reasoning_tokens, cache_write_1h_tokens=usage.cache_write_1h_tokens,
+            service_tier=service_tier,
+            cost_usd=billed if billed is not None else self._cost((model, requested), usage, started, service_tier),
             latency_ms=(time.perf_counter() - started) * 1000, raw_response=raw, warnings=warnings or [],
         )
 
@@ -391,7 +405,8 @@ class HTTPProvider(LLMProvider):
                             requested=model, usage=extracted.usage, finish_reason=extracted.finish_reason,
                             started=started, billed=extracted.cost, status_code=status, raw=payload,
                             warnings=extracted.warnings, tool_calls=extracted.tool_calls,
-                            thinking=extracted.thinking, request_id=self._request_id(payload, headers))
+                            thinking=extracted.thinking, request_id=self._request_id(payload, headers),
+                            service_tier=extracted.service_tier)
 
     def stream_complete(self, request: CompletionRequest, options: CallOptions | None = None) -> AsyncStream:
         return AsyncStream(lambda result: self._stream(request, options, result))
@@ -517,4 +532,5 @@ class HTTPProvider(LLMProvider):
                             requested=model, usage=usage, finish_reason=values.get("finish_reason"),
                             billed=billed(values.get("cost"), warnings), warnings=warnings,
                             started=started, status_code=status, raw=state.events,
-                            tool_calls=state.tool_calls(), thinking=state.thinking(), request_id=request_id)
+                            tool_calls=state.tool_calls(), thinking=state.thinking(), request_id=request_id,
+                            service_tier=tier_name(values.get("service_tier")))

@@ -424,7 +424,8 @@ BROKEN = {
     "missing sections": ({"broken.yaml": "name: broken\nbase_url: https://example.test\n"},
                          r"broken\.yaml: Value error, an HTTP provider needs request, response .*"),
     "bad pricing file": ({"pricing.yaml": "openai:\n  gpt-4o: {input: -1, output: 2}\n"},
-                         r"pricing\.yaml:2: openai\.gpt-4o\.input: Input should be greater than or equal to 0"),
+                         r"pricing\.yaml:2: openai\.gpt-4o\.input: a price is USD per million tokens, "
+                         r"from 0 to 10,000; got -1"),
 }
 
 

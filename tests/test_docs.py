@@ -54,8 +54,8 @@ def test_reference_documents_every_key() -> None:
     text = reference()
     for section in sections():
         assert f"### {section.heading}" in text
-        for name in section.model.model_fields:
-            assert f"| `{name}` |" in text
+        for name, info in section.model.model_fields.items():
+            assert f"| `{info.alias or name}` |" in text
 
 
 def _tables(text: str) -> list[list[str]]:
