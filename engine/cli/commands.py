@@ -465,6 +465,76 @@ def cmd_pricing(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def _instant(text: str | None, flag: str) -> Any:
+    """An ISO date or date-time from the command line, as an aware UTC datetime (a date: its midnight UTC)."""
+    import datetime
+
+    if text is None:
+        return None
+    try:
+        value = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{flag} {text!r}: expected an ISO date or time, such as 2027-01-01 or "
+                         "2026-12-01T02:30:00Z") from None
+    return value.replace(tzinfo=datetime.UTC) if value.tzinfo is None else value.astimezone(datetime.UTC)
+
+
+def cmd_pricing_audit(args: argparse.Namespace, console: Console) -> int:
+    from ..audit import audit, load_audit_data
+
+    registry = registry_of(settings_of(args))
+    for name in args.providers or []:
+        if name not in registry.prices.providers():
+            registry.chain(name)  # unknown everywhere: the usual error
+    data = load_audit_data([Path(p) for p in args.known or []])
+    report = audit(registry, args.providers or [], at=_instant(args.at, "--at"), data=data)
+    if args.json:
+        console.print(json_text({
+            "genai_prices": report.version, "at": report.at.isoformat(),
+            "compared": [{"provider": p, "model": m, "genai_prices": g} for p, m, g in report.compared],
+            "not_in_genai_prices": [{"provider": p, "model": m} for p, m in report.not_in_genai_prices],
+            "differences": [{
+                "provider": d.provider, "model": d.model, "rate": d.field, "service_tier": d.service_tier,
+                "where": d.where, "ours": str(d.ours), "genai_prices": str(d.theirs), "our_source": d.our_source,
+                "their_source": d.their_source,
+                "explained": None if d.explained is None else {"reason": d.explained.reason,
+                                                               "source": d.explained.source},
+            } for d in report.differences],
+        }))
+        return EXIT_FAILED if report.unexplained else EXIT_OK
+    console.print(f"genai-prices {report.version}, prices at {report.at:%Y-%m-%d %H:%M} UTC: "
+                  f"{len(report.compared)} models compared, {len(report.not_in_genai_prices)} not in genai-prices")
+
+    def rows(differences: list[Any], reasons: bool) -> list[list[Cell]]:
+        return [[f"{d.provider}/{d.model}", d.field + (f" ({d.service_tier})" if d.service_tier else ""), d.where,
+                 per_million(d.ours), per_million(d.theirs),
+                 *([d.explained.reason, d.explained.source] if reasons else [d.our_source, d.their_source])]
+                for d in differences]
+
+    unexplained = report.unexplained
+    if unexplained:
+        console.print()
+        console.print(f"{len(unexplained)} disagreement{'s' * (len(unexplained) != 1)} (USD per million tokens):",
+                      "bold")
+        console.table(["MODEL", "RATE", "WHERE", "OURS", "GENAI-PRICES", "OUR SOURCE", "THEIR SOURCE"],
+                      rows(unexplained, False), right=[3, 4])
+    if args.all and report.explained:
+        console.print()
+        console.print(f"{len(report.explained)} explained (price-audit.yaml):", "bold")
+        console.table(["MODEL", "RATE", "WHERE", "OURS", "GENAI-PRICES", "REASON", "SOURCE"],
+                      rows(report.explained, True), right=[3, 4])
+    if args.all and report.not_in_genai_prices:
+        console.print()
+        console.print("not in genai-prices: " + ", ".join(f"{p}/{m}" for p, m in report.not_in_genai_prices))
+    console.print()
+    explained = len(report.explained)
+    summary = f"{len(unexplained)} unexplained, {explained} explained"
+    if explained and not args.all:
+        summary += " (--all lists them with their reasons)"
+    console.print(summary, "red" if unexplained else "green")
+    return EXIT_FAILED if unexplained else EXIT_OK
+
+
 def cmd_cost(args: argparse.Namespace, console: Console) -> int:
     from ..client import Engine
     from ..pricing import Usage, describe

@@ -196,11 +196,39 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--json", action="store_true", help="print JSON")
 
     sub = command(
-        "pricing", cmd.cmd_pricing, "the price table (USD per million tokens)",
+        "pricing", cmd.cmd_pricing, "the price table (USD per million tokens); 'pricing audit' checks it",
         "Print every known price after precedence: a provider file's own 'pricing' < the bundled pricing.yaml "
-        "< GENAI_PRICING_FILE.",
-        "  genai pricing\n  genai pricing anthropic\n  GENAI_PRICING_FILE=my-prices.yaml genai pricing --json")
+        "< GENAI_PRICING_FILE (each merges into the one below, field by field), with the rules that change a "
+        "price (prompt-size tiers, hours, service tiers, dated changes).\n\n"
+        "'genai pricing audit' compares the prices with pydantic's genai-prices (see its --help).",
+        "  genai pricing\n  genai pricing anthropic\n  GENAI_PRICING_FILE=my-prices.yaml genai pricing --json\n"
+        "  genai pricing audit")
     sub.add_argument("providers", nargs="*", metavar="PROVIDER", help="only these providers")
+    sub.add_argument("--json", action="store_true", help="print JSON")
+
+    # `genai pricing audit` (main() routes "pricing audit" here; a positional PROVIDER list and a subcommand
+    # cannot share one argparse parser).
+    sub = commands.add_parser(
+        "pricing-audit", parents=[common], formatter_class=_Formatter, prog="genai pricing audit",
+        description="Compare the prices (bundled, provider files and GENAI_PRICING_FILE, merged) with pydantic's "
+                    "genai-prices, for every model both know. Rates are compared where they apply: now (or --at), at "
+                    "every later price change either side has scheduled, at each prompt size where a tier starts, "
+                    "every hour of the week for hourly prices, and in each service tier both list. Differences "
+                    "listed in the bundled price-audit.yaml (or a --known file) are explained, each with its reason "
+                    "and source; the others are printed with both sources.\n\nNeeds the [audit] extra "
+                    "(pip install 'genai-engine[audit]'). Exit code 1 when a disagreement is unexplained: run it on "
+                    "your override file to keep it honest.",
+        epilog="examples:\n  genai pricing audit\n  genai pricing audit openai anthropic --all\n"
+               "  GENAI_PRICING_FILE=my-prices.yaml genai pricing audit --known my-differences.yaml\n"
+               "  genai pricing audit --at 2027-01-01 --json")
+    sub.set_defaults(run=cmd.cmd_pricing_audit)
+    sub.add_argument("providers", nargs="*", metavar="PROVIDER", help="only these providers")
+    sub.add_argument("--at", metavar="WHEN", help="compare the prices in effect at this UTC date or time "
+                                                 "(default: now)")
+    sub.add_argument("--known", action="append", metavar="FILE",
+                     help="more known differences, in price-audit.yaml's format (repeatable)")
+    sub.add_argument("--all", action="store_true",
+                     help="also list the explained differences and the models genai-prices does not know")
     sub.add_argument("--json", action="store_true", help="print JSON")
 
     sub = command(
