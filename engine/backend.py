@@ -178,6 +178,8 @@ class BackendProvider(LLMProvider):
         started = time.perf_counter()
         model = resolve_model(self.compiled, request.model)
         self._check_options(options)
+        if self.compiled.lifecycle and (retired := self._retired(model)) is not None:
+            return self._failure(retired, ErrorKind.NOT_FOUND, model=model, started=started)
         try:
             check_capabilities(self.compiled, model, request)
         except InvalidRequestError as exc:
@@ -211,6 +213,12 @@ class BackendProvider(LLMProvider):
         started = time.perf_counter()
         model = resolve_model(self.compiled, request.model)
         _CALL_OPTIONS.set(options)  # this generator runs in its own context per step: set once, read by the backend
+        retired = self._retired(model) if self.compiled.lifecycle else None
+        if retired is not None:
+            result.response = self._failure(retired, ErrorKind.NOT_FOUND, model=model, started=started)
+            for item in result.emit([StreamEvent("end", response=result.response)]):
+                yield item
+            return
         try:
             check_capabilities(self.compiled, model, request)
         except InvalidRequestError as exc:

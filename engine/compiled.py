@@ -12,9 +12,10 @@ from typing import Any
 
 from .errors import ErrorKind, JSONPathError, ProviderFileError
 from .jsonpath import Extractor, plain_path, plain_reader
+from .lifecycle import dated
 from .loader import ProviderSource, locate, value_line
 from .shapes import MessageShapes, ToolShapes, compile_shape
-from .spec import Condition, ItemsSpec, PathSpec, ProviderSpec, ResolvedCapabilities, StreamRule
+from .spec import Condition, ItemsSpec, ModelInfo, PathSpec, ProviderSpec, ResolvedCapabilities, StreamRule
 from .templates import TemplateSyntaxError, compile_template, options_read, outputs_one_value
 
 Render = Callable[[Mapping[str, Any]], str]
@@ -170,6 +171,7 @@ class CompiledProvider:
     thinking: CompiledItems | None = None
     finish_reasons: dict[str, str] = field(default_factory=dict)
     chat_templates: dict[str, Render] = field(default_factory=dict)
+    lifecycle: Mapping[str, ModelInfo] = field(default_factory=dict)  # models with deprecation/retirement dates
     _capabilities: dict[str, ResolvedCapabilities] = field(default_factory=dict, repr=False)
 
     def options_for(self, model: str) -> dict[str, Any]:
@@ -293,6 +295,7 @@ class _Compiler:
         compiled = CompiledProvider(spec=spec, file=str(self.chain[0].path), chain=self.chain)
         compiled.options = spec.options_for("")
         compiled.model_options = {m.id: spec.options_for(m.id) for m in spec.models if m.options}
+        compiled.lifecycle = dated(spec.models)
         if spec.base_url is not None:
             compiled.base_url = self.template(spec.base_url, "text", ["base_url"])
         if spec.auth.type != "none":

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from pydantic import SecretStr
 
+from . import lifecycle
 from .auth import CachedAuth, load_hook
 from .compiled import USAGE_FIELDS, CompiledProvider
 from .errors import ErrorKind, InvalidRequestError, ProviderError
@@ -113,6 +114,11 @@ class AsyncStream:
         await self.aclose()
 
 
+def now() -> datetime.datetime:
+    """The current UTC time (one place, so that tests can fix the clock that picks time-dependent prices)."""
+    return datetime.datetime.now(datetime.UTC)
+
+
 Item = StreamEvent | str  # an item of a stream batch: a text delta as a plain str, else a typed event
 
 
@@ -138,6 +144,7 @@ class LLMProvider(ABC):
     spec: ProviderSpec
     prices: PriceTable
     compiled: CompiledProvider
+    settings: Settings
 
     @property
     def name(self) -> str:
@@ -181,10 +188,20 @@ class LLMProvider(ABC):
                     at = None
                     if quote.pricing is not None and quote.pricing.reads_time:
                         # The wall-clock time the call started, from its monotonic start.
-                        at = datetime.datetime.now(datetime.UTC) - datetime.timedelta(
-                            seconds=time.perf_counter() - started)
+                        at = now() - datetime.timedelta(seconds=time.perf_counter() - started)
                     return to_float(quote.cost(usage, at, service_tier))
         return None
+
+    def _retired(self, model: str) -> str | None:
+        """Why a call to a retired model must not be sent, or ``None`` (see `engine.lifecycle`)."""
+        info = self.compiled.lifecycle.get(model)
+        if info is None:
+            return None
+        return lifecycle.notice(self.name, info, self.settings.allow_retired)[1]
+
+    def _lifecycle_warning(self, model: str) -> str | None:
+        info = self.compiled.lifecycle.get(model)
+        return None if info is None else lifecycle.notice(self.name, info, self.settings.allow_retired)[0]
 
     def _failure(self, message: str, kind: ErrorKind | None, *, model: str | None, started: float,
                  status_code: int | None = None, raw: Any = None, content: str = "",
@@ -206,6 +223,8 @@ class LLMProvider(ABC):
                 request_id: str | None = None, service_tier: str | None = None) -> CompletionResponse:
         """A successful response, costed: the provider's billed cost if it reports one, else the price table."""
         native = short(finish_reason)
+        if self.compiled.lifecycle and (notice := self._lifecycle_warning(requested)) is not None:
+            warnings = [notice, *(warnings or [])]
         return CompletionResponse(
             content=content, reasoning=reasoning, model=model or requested, provider=self.name, success=True,
             status_code=status_code, finish_reason=unified_finish(self.compiled, native, bool(tool_calls)),
@@ -352,6 +371,8 @@ class HTTPProvider(LLMProvider):
     async def complete(self, request: CompletionRequest, options: CallOptions | None = None) -> CompletionResponse:
         started = time.perf_counter()
         model = resolve_model(self.compiled, request.model)
+        if self.compiled.lifecycle and (retired := self._retired(model)) is not None:
+            return self._failure(retired, ErrorKind.NOT_FOUND, model=model, started=started)
         try:
             prepared, http_request, policy, timeout = self._call(request, options, stream=False)
         except InvalidRequestError as exc:
@@ -418,6 +439,12 @@ class HTTPProvider(LLMProvider):
         if self.compiled.stream is None:  # the provider cannot stream: one delta with the whole text
             result.response = await self.complete(request, options)
             for item in result.emit(_whole(result.response)):
+                yield item
+            return
+        retired = self._retired(model) if self.compiled.lifecycle else None
+        if retired is not None:
+            result.response = self._failure(retired, ErrorKind.NOT_FOUND, model=model, started=started)
+            for item in result.emit([StreamEvent("end", response=result.response)]):
                 yield item
             return
         try:

@@ -70,6 +70,38 @@ class ModelInfo(_Strict):
         default=Capabilities(), description="What this model can take, where it differs from the provider's "
                                             "`capabilities`.",
     )
+    deprecated: datetime.date | None = Field(
+        default=None, description="When the provider announced the model's end (its deprecation notice). Calls "
+                                  "still work, with a warning on the response.",
+    )
+    retired: datetime.date | None = Field(
+        default=None, description="The day the provider stops serving the model (00:00 UTC). From then on a call "
+                                  "fails before anything is sent (`not_found`), unless `retired_calls` is `warn` "
+                                  "or the setting `allow_retired` is on.",
+    )
+    retired_calls: Literal["fail", "warn"] = Field(
+        default="fail", description="What a call does once the model is retired: `fail` when the provider removed "
+                                    "it; `warn` when the provider still answers (with its replacement, say) and the "
+                                    "call should go out with a warning.",
+    )
+    replacement: str | None = Field(
+        default=None, description="The model the provider recommends instead; named in the warning and the error.",
+    )
+    notice: str | None = Field(default=None, description="The provider's notice (URL) that gives the dates.")
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> ModelInfo:
+        if self.deprecated is not None and self.retired is not None and self.retired < self.deprecated:
+            raise ValueError("'retired' is before 'deprecated'")
+        return self
+
+    def lifecycle(self, today: datetime.date) -> str | None:
+        """``retired``, ``deprecated`` or ``None`` (current) on a day."""
+        if self.retired is not None and today >= self.retired:
+            return "retired"
+        if self.deprecated is not None and today >= self.deprecated:
+            return "deprecated"
+        return None
 
 
 OptionType = Literal["string", "integer", "number", "boolean", "object", "array"]

@@ -26,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .parser import build_parser
 
     parser = build_parser()
-    args = parser.parse_args(_subcommands(list(sys.argv[1:] if argv is None else argv)))
+    args = parser.parse_args(argv)
     console = Console(color=not args.no_color)
     if args.command is None:
         parser.print_help()
@@ -44,16 +44,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except Exception as exc:
         return _report(exc, args, console)
-
-
-def _subcommands(argv: list[str]) -> list[str]:
-    """``pricing audit`` is the command ``pricing-audit``: ``pricing`` itself takes provider names."""
-    for i, word in enumerate(argv):
-        if not word.startswith("-"):
-            if word == "pricing" and argv[i + 1:i + 2] == ["audit"]:
-                return [*argv[:i], "pricing-audit", *argv[i + 2:]]
-            break
-    return argv
 
 
 def _report(exc: Exception, args: argparse.Namespace, console: Console) -> int:

@@ -399,6 +399,7 @@ def _price_cells(price: Any, local: bool) -> list[str]:
 
 def cmd_models(args: argparse.Namespace, console: Console) -> int:
     from ..errors import ConfigError
+    from ..lifecycle import status
     from ..pricing import describe
 
     registry = registry_of(settings_of(args))
@@ -417,17 +418,22 @@ def cmd_models(args: argparse.Namespace, console: Console) -> int:
             any_model.append(name)
         for model in spec.models:
             price = registry.prices.quote(spec, model.id).price
+            state = status(model)
+            style = "red" if state.startswith("retired") else "yellow" if state != "current" else ""
             rows.append([f"{name}/{model.id}", count(model.context_window), count(model.max_output_tokens),
-                         *_price_cells(price, spec.local)])
+                         *_price_cells(price, spec.local), (state, style)])
             listing.append({
                 "provider": name, "model": model.id, "aliases": model.aliases, "local": spec.local,
                 "context_window": model.context_window, "max_output_tokens": model.max_output_tokens,
-                "price": describe(price) if price is not None else None,
+                "price": describe(price) if price is not None else None, "status": state.split(" ")[0],
+                "deprecated": str(model.deprecated) if model.deprecated else None,
+                "retired": str(model.retired) if model.retired else None, "replacement": model.replacement,
+                "notice": model.notice,
             })
     if args.json:
         console.print(json_text(listing))
     else:
-        console.table(["MODEL", "CONTEXT", "MAX OUTPUT", "INPUT $/M", "OUTPUT $/M", "CACHED $/M"], rows,
+        console.table(["MODEL", "CONTEXT", "MAX OUTPUT", "INPUT $/M", "OUTPUT $/M", "CACHED $/M", "STATUS"], rows,
                       right=range(1, 6))
         if any_model:
             console.note(f"no model list (any model id the server knows): {', '.join(any_model)}")
@@ -436,7 +442,7 @@ def cmd_models(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_pricing(args: argparse.Namespace, console: Console) -> int:
     from ..errors import ConfigError
-    from ..pricing import describe
+    from ..pricing import describe, iter_rules
 
     registry = registry_of(settings_of(args))
     prices = registry.prices
@@ -451,17 +457,24 @@ def cmd_pricing(args: argparse.Namespace, console: Console) -> int:
                 console.warn(f"{one_line(exc)} (its own pricing block is left out)")
         elif args.providers and name not in prices.providers():
             registry.chain(name)  # unknown everywhere: raises the usual error
-        for model, price in sorted(prices.models(name, file_prices).items()):
-            listing.setdefault(name, {})[model] = describe(price)
-            rows.append([f"{name}/{model}", per_million(price.input), per_million(price.output),
-                         per_million(price.cached_input), per_million(price.cache_write),
-                         str(price.date or "-"), price.source or "-"])
+        for model, pricing in sorted(prices.schedules(name, file_prices).items()):
+            periods = [p.price for p in pricing.periods]
+            listing.setdefault(name, {})[model] = describe(periods[0]) if len(periods) == 1 else [
+                describe(p) for p in periods]
+            for price in periods:
+                when = [f"from {price.from_}"] if price.from_ else []
+                when += [f"until {price.until}"] if price.until else []
+                rules = [*when, *iter_rules(price)]
+                rows.append([f"{name}/{model}", per_million(price.input), per_million(price.output),
+                             per_million(price.cached_input), per_million(price.cache_write),
+                             "; ".join(rules) or "-", str(price.date or "-"), price.source or "-"])
     if args.json:
         console.print(json_text(listing))
         return EXIT_OK
-    console.table(["MODEL", "INPUT", "OUTPUT", "CACHED IN", "CACHE WRITE", "CHECKED", "SOURCE"], rows,
+    console.table(["MODEL", "INPUT", "OUTPUT", "CACHED IN", "CACHE WRITE", "RULES", "CHECKED", "SOURCE"], rows,
                   right=range(1, 5))
-    console.note("USD per million tokens. Precedence: provider file < bundled pricing.yaml < GENAI_PRICING_FILE.")
+    console.note("USD per million tokens. Precedence, field by field: provider file < bundled pricing.yaml < "
+                 "GENAI_PRICING_FILE. The rates of a rule: genai pricing --json.")
     return EXIT_OK
 
 
@@ -477,6 +490,11 @@ def _instant(text: str | None, flag: str) -> Any:
         raise UsageError(f"{flag} {text!r}: expected an ISO date or time, such as 2027-01-01 or "
                          "2026-12-01T02:30:00Z") from None
     return value.replace(tzinfo=datetime.UTC) if value.tzinfo is None else value.astimezone(datetime.UTC)
+
+
+def vars_of(rates: Any) -> dict[str, Any]:
+    return {name: getattr(rates, name) for name in ("input", "output", "cached_input", "cache_write",
+                                                    "cache_write_1h")}
 
 
 def cmd_pricing_audit(args: argparse.Namespace, console: Console) -> int:
@@ -540,25 +558,39 @@ def cmd_cost(args: argparse.Namespace, console: Console) -> int:
     from ..pricing import Usage, describe
 
     for label, value in (("INPUT_TOKENS", args.input_tokens), ("OUTPUT_TOKENS", args.output_tokens),
-                         ("--cached", args.cached), ("--cache-write", args.cache_write)):
+                         ("--cached", args.cached), ("--cache-write", args.cache_write),
+                         ("--cache-write-1h", args.cache_write_1h)):
         if value < 0:
             raise UsageError(f"{label} cannot be negative")
-    if args.cached + args.cache_write > args.input_tokens:
+    if args.cached + max(args.cache_write, args.cache_write_1h) > args.input_tokens:
         raise UsageError("--cached and --cache-write are part of INPUT_TOKENS, so they cannot add up to more")
+    if args.cache_write_1h > args.cache_write and args.cache_write:
+        raise UsageError("--cache-write-1h is part of --cache-write, so it cannot be more")
+    at = _instant(args.at, "--at")
     quote = Engine(settings_of(args)).quote(args.model)
     name = f"{quote.provider}/{quote.model}"
     if not quote.known:
         console.error(f"no price known for {name}: add it to a pricing file (GENAI_PRICING_FILE) "
                       "or to the provider file's 'pricing'")
         return EXIT_FAILED
-    cost = quote.cost(Usage(args.input_tokens, args.output_tokens, args.cached, args.cache_write))
-    price = quote.price
+    usage = Usage(args.input_tokens, args.output_tokens, args.cached, args.cache_write,
+                  cache_write_1h_tokens=args.cache_write_1h)
+    charge = quote.charge(usage, at, args.service_tier)
+    if not quote.local and charge is None:
+        console.error(f"no price of {name} is in effect at {at or 'this time'} (its periods do not cover it)")
+        return EXIT_FAILED
+    cost = quote.cost(usage, at, args.service_tier)
+    price = charge.price if charge is not None else quote.price
     if args.json:
         console.print(json_text({
             "provider": quote.provider, "model": quote.model, "input_tokens": args.input_tokens,
             "output_tokens": args.output_tokens, "cached_input_tokens": args.cached,
-            "cache_write_tokens": args.cache_write, "cost_usd": float(cost or 0), "cost_usd_exact": str(cost),
+            "cache_write_tokens": args.cache_write, "cache_write_1h_tokens": args.cache_write_1h,
+            "service_tier": args.service_tier, "at": at.isoformat() if at else None,
+            "cost_usd": float(cost or 0), "cost_usd_exact": str(cost),
             "price": describe(price) if price is not None else None, "local": quote.local,
+            "rates": None if charge is None else {k: str(v) for k, v in vars_of(charge.rates).items()},
+            "rules": [] if charge is None else list(charge.rules),
         }))
         return EXIT_OK
     counts = f"{count(args.input_tokens)} input + {count(args.output_tokens)} output tokens"
@@ -568,10 +600,15 @@ def cmd_cost(args: argparse.Namespace, console: Console) -> int:
     if price is None:
         console.print("  a local provider: calls cost nothing", "dim")
         return EXIT_OK
-    per = [f"input ${per_million(price.input)}", f"output ${per_million(price.output)}"]
-    per += [f"{label} ${per_million(v)}" for label, v in (("cached input", price.cached_input),
-                                                          ("cache write", price.cache_write)) if v is not None]
+    assert charge is not None
+    rates = charge.rates
+    per = [f"input ${per_million(rates.input)}", f"output ${per_million(rates.output)}",
+           f"cached input ${per_million(rates.cached_input)}", f"cache write ${per_million(rates.cache_write)}"]
+    if args.cache_write_1h:
+        per.append(f"1-hour cache write ${per_million(rates.cache_write_1h)}")
     console.print(f"  per million tokens: {', '.join(per)}", "dim")
+    if charge.rules:
+        console.print(f"  rates chosen by: {'; '.join(charge.rules)}", "dim")
     if price.source or price.date:
         console.print(f"  source: {price.source or '?'}" + (f" (checked {price.date})" if price.date else ""), "dim")
     return EXIT_OK

@@ -125,6 +125,11 @@ models:
     description: balanced speed and quality
   # A reasoning model that rejects temperature: the shared template reads options.temperature.
   - {id: o3, context_window: 200000, options: {temperature: false}, capabilities: {sampling: [seed, user]}}
+  # Its provider's deprecation notice: calls warn from `deprecated` and fail from `retired` on.
+  - {id: gpt-5, deprecated: 2026-06-11, retired: 2026-12-11, replacement: gpt-6.1-sol,
+     notice: "https://developers.openai.com/api/docs/deprecations"}
+  # Shut down, but the provider still answers the id (with its replacement): calls go out with a warning.
+  - {id: gemini-2.5-pro, retired: 2026-12-01, retired_calls: warn, replacement: gemini-3.8-flash}
 """,
     ],
     "OptionSpec": [
