@@ -88,6 +88,11 @@ class ModelInfo(_Strict):
         default=None, description="The model the provider recommends instead; named in the warning and the error.",
     )
     notice: str | None = Field(default=None, description="The provider's notice (URL) that gives the dates.")
+    prompt_caching: bool | None = Field(
+        default=None, description="`false`: the model never reads from a prompt cache, so `genai check` does not "
+                                  "ask for a `cached_input` price (it does for models of a provider whose replies "
+                                  "report cached tokens).",
+    )
 
     @model_validator(mode="after")
     def _dates_in_order(self) -> ModelInfo:

@@ -130,6 +130,8 @@ models:
      notice: "https://developers.openai.com/api/docs/deprecations"}
   # Shut down, but the provider still answers the id (with its replacement): calls go out with a warning.
   - {id: gemini-2.5-pro, retired: 2026-12-01, retired_calls: warn, replacement: gemini-3.8-flash}
+  # A model that never reads a prompt cache: `genai check` asks for no cached_input price.
+  - {id: llama-3.1-8b-instant, prompt_caching: false}
 """,
     ],
     "OptionSpec": [
