@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from .compiled import USAGE_FIELDS
 from .errors import BackendLoadError, ConfigError, ErrorKind, InvalidRequestError, ProviderError
-from .extract import unify_usage
+from .extract import tier_name, unify_usage
 from .pricing import PriceTable, Usage
 from .provider import AsyncStream, Batch, Item, LLMProvider, batches, closing_events
 from .render import check_capabilities, resolve_config, resolve_model
@@ -68,6 +68,7 @@ class BackendResult:
     reasoning: str | None = None
     tool_calls: list[ToolCall] = field(default_factory=list)
     thinking: list[dict[str, Any]] = field(default_factory=list)
+    service_tier: str | None = None  # the tier the provider says served the call, when it prices tiers apart
 
 
 @dataclass(slots=True)
@@ -93,6 +94,7 @@ class BackendChunk:
     reasoning: str | None = None
     tool_call: ToolCallPiece | None = None
     thinking: list[dict[str, Any]] | None = None  # reasoning blocks to replay, once complete
+    service_tier: str | None = None
 
 
 @dataclass(slots=True)
@@ -119,7 +121,7 @@ class Backend(ABC):
         """A streamed call; by default the whole answer at once (its tool calls and thinking included)."""
         result = await self.complete(request, model)
         yield BackendChunk(result.content, result.model, result.finish_reason, result.usage, result.raw,
-                           result.reasoning, thinking=result.thinking or None)
+                           result.reasoning, thinking=result.thinking or None, service_tier=result.service_tier)
         for index, call in enumerate(result.tool_calls):
             yield BackendChunk(tool_call=ToolCallPiece(index, call.id, call.name, call.arguments, call.signature))
 
@@ -203,6 +205,8 @@ class BackendProvider(LLMProvider):
         started = time.perf_counter()
         model = resolve_model(self.compiled, request.model)
         self._check_options(options)
+        if self.compiled.lifecycle and (retired := self._retired(model)) is not None:
+            return self._failure(retired, ErrorKind.NOT_FOUND, model=model, started=started)
         try:
             check_capabilities(self.compiled, model, request)
         except InvalidRequestError as exc:
@@ -224,7 +228,8 @@ class BackendProvider(LLMProvider):
         return self._finish(content=result.content, reasoning=result.reasoning, model=result.model,
                             requested=model, usage=_usage(result.usage, warnings), finish_reason=result.finish_reason,
                             started=started, status_code=None, raw=result.raw, warnings=warnings,
-                            tool_calls=result.tool_calls, thinking=result.thinking)
+                            tool_calls=result.tool_calls, thinking=result.thinking,
+                            service_tier=tier_name(result.service_tier))
 
     def stream_complete(self, request: CompletionRequest, options: CallOptions | None = None) -> AsyncStream:
         self._check_options(options)
@@ -280,6 +285,12 @@ class BackendProvider(LLMProvider):
         started = time.perf_counter()
         model = resolve_model(self.compiled, request.model)
         _CALL_OPTIONS.set(options)  # this generator runs in its own context per step: set once, read by the backend
+        retired = self._retired(model) if self.compiled.lifecycle else None
+        if retired is not None:
+            result.response = self._failure(retired, ErrorKind.NOT_FOUND, model=model, started=started)
+            for item in result.emit([StreamEvent("end", response=result.response)]):
+                yield item
+            return
         try:
             check_capabilities(self.compiled, model, request)
         except InvalidRequestError as exc:
@@ -302,6 +313,7 @@ class BackendProvider(LLMProvider):
                 last.model = chunk.model or last.model
                 last.finish_reason = chunk.finish_reason or last.finish_reason
                 last.usage = chunk.usage or last.usage
+                last.service_tier = chunk.service_tier or last.service_tier
                 thinking += chunk.thinking or []
                 events: list[Item] = []
                 if chunk.reasoning:
@@ -332,7 +344,7 @@ class BackendProvider(LLMProvider):
                         content="".join(parts), reasoning="".join(thoughts) or None, model=last.model,
                         requested=model, usage=_usage(last.usage, warnings), finish_reason=last.finish_reason,
                         started=started, status_code=None, raw=raws, warnings=warnings, tool_calls=calls.calls(),
-                        thinking=thinking)
+                        thinking=thinking, service_tier=tier_name(last.service_tier))
                 else:
                     result.response = self._failure("stream closed by the caller before its end",
                                                     ErrorKind.CONNECTION, model=model, started=started,

@@ -23,7 +23,8 @@ never at ``import engine``.
   ``output_config`` (Bedrock's structured output, ``outputConfig.textFormat``; the answer is text)
   or ``tool`` (a forced tool; the answer is the tool's input as JSON text, never a tool call; with the
   caller's tools too, the model must call one of them or the answer tool).
-- Usage: Bedrock's ``inputTokens`` leaves out cache reads and writes; results count them in.
+- Usage: Bedrock's ``inputTokens`` leaves out cache reads and writes; results count them in. One-hour
+  cache writes (``cacheDetails`` with ``ttl: 1h``) are counted apart, as they cost more.
 """
 
 from __future__ import annotations
@@ -305,8 +306,13 @@ def unified_usage(usage: Mapping[str, Any] | None) -> Usage | None:
         return None
     read, written, fresh = (usage.get(k) for k in ("cacheReadInputTokens", "cacheWriteInputTokens", "inputTokens"))
     total = None if fresh is None else fresh + (read or 0) + (written or 0)
+    # Writes by cache lifetime: [{"ttl": "5m" | "1h", "inputTokens": n}]; one-hour writes cost more.
+    details = usage.get("cacheDetails")
+    hour = [d.get("inputTokens") for d in details if isinstance(d, Mapping) and d.get("ttl") == "1h"] \
+        if isinstance(details, list) else []
+    long_writes = sum(n for n in hour if type(n) is int) if hour else None
     return Usage(input_tokens=total, output_tokens=usage.get("outputTokens"), cached_input_tokens=read,
-                 cache_write_tokens=written)
+                 cache_write_tokens=written, cache_write_1h_tokens=long_writes)
 
 
 def answer_name(request: CompletionRequest, options: Mapping[str, Any]) -> str | None:

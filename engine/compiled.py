@@ -12,9 +12,10 @@ from typing import Any
 
 from .errors import ErrorKind, JSONPathError, ProviderFileError
 from .jsonpath import Extractor, plain_path, plain_reader
+from .lifecycle import dated
 from .loader import ProviderSource, locate, value_line
 from .shapes import Filler, MessageShapes, ShapeError, ToolShapes, compile_shape
-from .spec import Condition, ItemsSpec, PathSpec, ProviderSpec, ResolvedCapabilities, StreamRule
+from .spec import Condition, ItemsSpec, ModelInfo, PathSpec, ProviderSpec, ResolvedCapabilities, StreamRule
 from .templates import TemplateSyntaxError, compile_template, options_read, outputs_one_value
 
 Render = Callable[[Mapping[str, Any]], str]
@@ -23,9 +24,10 @@ Render = Callable[[Mapping[str, Any]], str]
 OPENAI_FINISH_REASONS = {"stop": "stop", "length": "length", "tool_calls": "tool_calls",
                          "content_filter": "content_filter", "function_call": "tool_calls"}
 
-USAGE_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
-RULE_FIELDS = ("delta", "reasoning_delta", "model", "finish_reason", *USAGE_FIELDS, "cost", "error_message",
-               "error_type")
+USAGE_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens",
+                "cache_write_1h_tokens")
+RULE_FIELDS = ("delta", "reasoning_delta", "model", "finish_reason", *USAGE_FIELDS, "cost", "service_tier",
+               "error_message", "error_type")
 
 
 _UNSET = object()
@@ -187,6 +189,7 @@ class CompiledProvider:
     thinking: CompiledItems | None = None
     finish_reasons: dict[str, str] = field(default_factory=dict)
     chat_templates: dict[str, Render] = field(default_factory=dict)
+    lifecycle: Mapping[str, ModelInfo] = field(default_factory=dict)  # models with deprecation/retirement dates
     _capabilities: dict[str, ResolvedCapabilities] = field(default_factory=dict, repr=False)
 
     def options_for(self, model: str) -> dict[str, Any]:
@@ -337,6 +340,7 @@ class _Compiler:
         compiled = CompiledProvider(spec=spec, file=str(self.chain[0].path), chain=self.chain)
         compiled.options = spec.options_for("")
         compiled.model_options = {m.id: spec.options_for(m.id) for m in spec.models if m.options}
+        compiled.lifecycle = dated(spec.models)
         if spec.base_url is not None:
             compiled.base_url = self.template(spec.base_url, "text", ["base_url"])
         if spec.auth.type != "none":
@@ -367,7 +371,7 @@ class _Compiler:
         if spec.response is not None:
             compiled.response = {
                 name: self.path(value, ["response", name])
-                for name in ("content", "reasoning", "model", "finish_reason", *USAGE_FIELDS, "cost")
+                for name in ("content", "reasoning", "model", "finish_reason", *USAGE_FIELDS, "cost", "service_tier")
                 if (value := getattr(spec.response, name)) is not None
             }
         if spec.errors.message is not None:

@@ -104,6 +104,7 @@ class Extracted:
     warnings: list[str]
     tool_calls: list[ToolCall]
     thinking: list[dict[str, Any]]
+    service_tier: str | None = None
 
 
 Secrets = str | tuple[str, ...] | None  # the API key, or it and the secret config values
@@ -152,7 +153,13 @@ def extract_response(compiled: CompiledProvider, payload: Any) -> Extracted:
         warnings=warnings,
         tool_calls=tool_calls(compiled.tool_calls.items(payload)) if compiled.tool_calls else [],
         thinking=thinking_blocks(compiled.thinking.items(payload)) if compiled.thinking else [],
+        service_tier=tier_name(paths["service_tier"].value(payload)) if "service_tier" in paths else None,
     )
+
+
+def tier_name(value: Any) -> str | None:
+    """A service tier the reply names, as bounded text (a number or a structure is not a name)."""
+    return short(value, 64) if isinstance(value, str) and value else None
 
 
 def _text(value: Any) -> str | None:

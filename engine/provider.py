@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from pydantic import SecretStr
 
+from . import lifecycle
 from .auth import CachedAuth, load_hook
 from .compiled import USAGE_FIELDS, CompiledProvider
 from .errors import ErrorKind, InvalidRequestError, ProviderError
@@ -34,6 +36,7 @@ from .extract import (
     parse_body,
     scrub,
     short,
+    tier_name,
     unified_finish,
     unify_usage,
 )
@@ -131,6 +134,11 @@ class AsyncStream:
         await self.aclose()
 
 
+def now() -> datetime.datetime:
+    """The current UTC time (one place, so that tests can fix the clock that picks time-dependent prices)."""
+    return datetime.datetime.now(datetime.UTC)
+
+
 Item = StreamEvent | str  # an item of a stream batch: a text delta as a plain str, else a typed event
 
 
@@ -180,6 +188,7 @@ class LLMProvider(ABC):
     spec: ProviderSpec
     prices: PriceTable
     compiled: CompiledProvider
+    settings: Settings
 
     @property
     def name(self) -> str:
@@ -210,19 +219,40 @@ class LLMProvider(ABC):
         await self.close()
 
     def calculate_cost(self, model: str, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0,
-                       cache_write_tokens: int = 0) -> float | None:
-        """Cost in USD of the given token counts (``input_tokens`` includes cached ones); ``None`` if unpriced."""
-        usage = Usage(input_tokens, output_tokens, cached_input_tokens, cache_write_tokens)
-        return to_float(self.prices.quote(self.spec, model).cost(usage))
+                       cache_write_tokens: int = 0, *, cache_write_1h_tokens: int = 0,
+                       at: datetime.datetime | None = None, service_tier: str | None = None) -> float | None:
+        """Cost in USD of the given token counts (``input_tokens`` includes cached ones); ``None`` if unpriced.
 
-    def _cost(self, models: tuple[str | None, ...], usage: Usage) -> float | None:
-        """Cost in USD of a call; the first of ``models`` (reported, requested) that has a price is used."""
+        ``at``: when the request started (default: now); ``service_tier``: the tier the reply reports."""
+        usage = Usage(input_tokens, output_tokens, cached_input_tokens, cache_write_tokens,
+                      cache_write_1h_tokens=cache_write_1h_tokens)
+        return to_float(self.prices.quote(self.spec, model).cost(usage, at, service_tier))
+
+    def _cost(self, models: tuple[str | None, ...], usage: Usage, started: float,
+              service_tier: str | None) -> float | None:
+        """Cost in USD of a call; the first of ``models`` (reported, requested) that has a price is used, at the
+        price in effect when the request started."""
         for model in models:
             if model is not None:
                 quote = self.prices.quote(self.spec, model)
                 if quote.known:
-                    return to_float(quote.cost(usage))
+                    at = None
+                    if quote.pricing is not None and quote.pricing.reads_time:
+                        # The wall-clock time the call started, from its monotonic start.
+                        at = now() - datetime.timedelta(seconds=time.perf_counter() - started)
+                    return to_float(quote.cost(usage, at, service_tier))
         return None
+
+    def _retired(self, model: str) -> str | None:
+        """Why a call to a retired model must not be sent, or ``None`` (see `engine.lifecycle`)."""
+        info = self.compiled.lifecycle.get(model)
+        if info is None:
+            return None
+        return lifecycle.notice(self.name, info, self.settings.allow_retired)[1]
+
+    def _lifecycle_warning(self, model: str) -> str | None:
+        info = self.compiled.lifecycle.get(model)
+        return None if info is None else lifecycle.notice(self.name, info, self.settings.allow_retired)[0]
 
     def _failure(self, message: str, kind: ErrorKind | None, *, model: str | None, started: float,
                  status_code: int | None = None, raw: Any = None, content: str = "",
@@ -258,7 +288,7 @@ class LLMProvider(ABC):
                 vectors += batch.vectors
         reported = next((b.model for b in outcomes if b.model), None)
         input_tokens = sum(tokens) if tokens else None
-        cost = None if input_tokens is None else self._cost((reported, model), Usage(input_tokens, 0))
+        cost = None if input_tokens is None else self._cost((reported, model), Usage(input_tokens, 0), started, None)
         raws = [b.raw for b in outcomes]
         response = EmbeddingResponse(
             vectors=vectors, model=reported or model, provider=self.name, success=not failures,
@@ -282,18 +312,21 @@ class LLMProvider(ABC):
     def _finish(self, *, content: str, model: str | None, requested: str, usage: Usage, finish_reason: Any,
                 started: float, status_code: int | None, raw: Any, reasoning: str | None = None,
                 billed: float | None = None, warnings: list[str] | None = None,
-                tool_calls: list[ToolCall] | None = None,
-                thinking: list[dict[str, Any]] | None = None, request_id: str | None = None) -> CompletionResponse:
+                tool_calls: list[ToolCall] | None = None, thinking: list[dict[str, Any]] | None = None,
+                request_id: str | None = None, service_tier: str | None = None) -> CompletionResponse:
         """A successful response, costed: the provider's billed cost if it reports one, else the price table."""
         native = short(finish_reason)
+        if self.compiled.lifecycle and (notice := self._lifecycle_warning(requested)) is not None:
+            warnings = [notice, *(warnings or [])]
         return CompletionResponse(
             content=content, reasoning=reasoning, model=model or requested, provider=self.name, success=True,
             status_code=status_code, finish_reason=unified_finish(self.compiled, native, bool(tool_calls)),
             native_finish_reason=native, tool_calls=tool_calls or [], thinking=thinking or [], request_id=request_id,
             input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
             cached_input_tokens=usage.cached_input_tokens, cache_write_tokens=usage.cache_write_tokens,
-            reasoning_tokens=usage.reasoning_tokens,
-            cost_usd=billed if billed is not None else self._cost((model, requested), usage),
+            reasoning_tokens=usage.reasoning_tokens, cache_write_1h_tokens=usage.cache_write_1h_tokens,
+            service_tier=service_tier,
+            cost_usd=billed if billed is not None else self._cost((model, requested), usage, started, service_tier),
             latency_ms=(time.perf_counter() - started) * 1000, raw_response=raw, warnings=warnings or [],
         )
 
@@ -431,6 +464,8 @@ class HTTPProvider(LLMProvider):
     async def complete(self, request: CompletionRequest, options: CallOptions | None = None) -> CompletionResponse:
         started = time.perf_counter()
         model = resolve_model(self.compiled, request.model)
+        if self.compiled.lifecycle and (retired := self._retired(model)) is not None:
+            return self._failure(retired, ErrorKind.NOT_FOUND, model=model, started=started)
         try:
             prepared, http_request, policy, timeout = self._call(request, options, stream=False)
         except InvalidRequestError as exc:
@@ -484,7 +519,8 @@ class HTTPProvider(LLMProvider):
                             requested=model, usage=extracted.usage, finish_reason=extracted.finish_reason,
                             started=started, billed=extracted.cost, status_code=status, raw=payload,
                             warnings=extracted.warnings, tool_calls=extracted.tool_calls,
-                            thinking=extracted.thinking, request_id=self._request_id(payload, headers))
+                            thinking=extracted.thinking, request_id=self._request_id(payload, headers),
+                            service_tier=extracted.service_tier)
 
     def stream_complete(self, request: CompletionRequest, options: CallOptions | None = None) -> AsyncStream:
         return AsyncStream(lambda result: self._stream(request, options, result))
@@ -604,6 +640,12 @@ class HTTPProvider(LLMProvider):
             for item in result.emit(_whole(result.response)):
                 yield item
             return
+        retired = self._retired(model) if self.compiled.lifecycle else None
+        if retired is not None:
+            result.response = self._failure(retired, ErrorKind.NOT_FOUND, model=model, started=started)
+            for item in result.emit([StreamEvent("end", response=result.response)]):
+                yield item
+            return
         try:
             prepared, http_request, policy, timeout = self._call(request, options, stream=True)
         except InvalidRequestError as exc:
@@ -716,4 +758,5 @@ class HTTPProvider(LLMProvider):
                             requested=model, usage=usage, finish_reason=values.get("finish_reason"),
                             billed=billed(values.get("cost"), warnings), warnings=warnings,
                             started=started, status_code=status, raw=state.events,
-                            tool_calls=state.tool_calls(), thinking=state.thinking(), request_id=request_id)
+                            tool_calls=state.tool_calls(), thinking=state.thinking(), request_id=request_id,
+                            service_tier=tier_name(values.get("service_tier")))

@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     provider_config: dict[str, dict[str, str]] = Field(
         default_factory=dict, description="Provider config values by provider name (see a file's 'config')."
     )
+    allow_retired: bool = Field(
+        default=False, description="Send calls to models whose provider has retired them (warning on the response) "
+                                   "instead of failing before sending.",
+    )
     allow_link_local: bool = Field(
         default=False, description="Allow calls to link-local and cloud metadata addresses (169.254.0.0/16, "
                                    "fe80::/10, metadata.google.internal); refused by default.",

@@ -134,6 +134,9 @@ class CompletionResponse(BaseModel):
     ``error in stream: <message> (<type>)``); ``error_message`` and
     ``error_code`` are the provider's own message and type or code, and
     ``request_id`` its request id, when its file says where they are.
+    ``service_tier`` is the tier the provider says served the call, and
+    ``cache_write_1h_tokens`` the part of ``cache_write_tokens`` written for
+    an hour; both can change the cost.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -152,6 +155,8 @@ class CompletionResponse(BaseModel):
     cached_input_tokens: int | None = None
     cache_write_tokens: int | None = None
     reasoning_tokens: int | None = None
+    cache_write_1h_tokens: int | None = None
+    service_tier: str | None = None
     cost_usd: float | None = None
     latency_ms: float | None = None
     raw_response: Any = None

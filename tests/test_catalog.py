@@ -107,6 +107,21 @@ def _request(case: dict[str, Any], stream: bool) -> CompletionRequest:
     return CompletionRequest(messages=[{"role": "user", "content": "hi"}], model=case.get("model"), stream=stream)
 
 
+@pytest.fixture(autouse=True)
+def _call_time(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A case whose price depends on the hour (expected.yaml ``at``) is priced as if it started then."""
+    provider = request.node.callspec.params.get("provider") if hasattr(request.node, "callspec") else None
+    if provider is None or not (FIXTURES / provider / "expected.yaml").exists():
+        return
+    cases = yaml.safe_load((FIXTURES / provider / "expected.yaml").read_text(encoding="utf-8"))
+    when = cases.get("at")
+    if when is not None:
+        import datetime
+
+        fixed = datetime.datetime.fromisoformat(str(when)).replace(tzinfo=datetime.UTC)
+        monkeypatch.setattr("engine.provider.now", lambda: fixed)
+
+
 @pytest.mark.parametrize("piece", [1, 7, 4096])
 @pytest.mark.parametrize("provider", CHAT_PROVIDERS)
 def test_recorded_stream_extracts(provider: str, piece: int) -> None:

@@ -293,7 +293,9 @@ def test_models_lists_prices_and_context(capsys: pytest.CaptureFixture[str], pin
     code, out, _ = cli(capsys, "models")
     rows = table_rows(out)
     assert code == EXIT_OK
-    assert rows["openai/gpt-4o-mini"] == ["openai/gpt-4o-mini", "128,000", "16,384", "0.15", "0.60", "0.075"]
+    assert rows["openai/gpt-4o-mini"][:6] == ["openai/gpt-4o-mini", "128,000", "16,384", "0.15", "0.60", "0.075"]
+    assert rows["anthropic/claude-sonnet-4-5"][6] == "retired 2026-11-30 (use claude-sonnet-5-5)"
+    assert rows["anthropic/claude-sonnet-5-5"][6] == "current"
     assert rows["ollama/llama3.2"][3] == "0 (local)"
     code, out, _ = cli(capsys, "models", "anthropic", "--json")
     models = json.loads(out)
@@ -424,7 +426,8 @@ BROKEN = {
     "missing sections": ({"broken.yaml": "name: broken\nbase_url: https://example.test\n"},
                          r"broken\.yaml: Value error, an HTTP provider needs request, response .*"),
     "bad pricing file": ({"pricing.yaml": "openai:\n  gpt-4o: {input: -1, output: 2}\n"},
-                         r"pricing\.yaml:2: openai\.gpt-4o\.input: Input should be greater than or equal to 0"),
+                         r"pricing\.yaml:2: openai\.gpt-4o\.input: a price is USD per million tokens, "
+                         r"from 0 to 10,000; got -1"),
 }
 
 

@@ -105,7 +105,8 @@ def test_stream_rules_keep_only_the_keys_they_set(tmp_path: Path) -> None:
     names = [name for name, _ in chunk.fields]
     assert "delta" not in names and {"model", "input_tokens", "error_message"} <= set(names)
     heads = {head: [name for name, _ in members] for head, members in chunk.groups}
-    assert heads["usage"] == ["input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens"]
+    assert heads["usage"] == ["input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
+                              "reasoning_tokens"]
     assert heads["model"] == ["model"]
 
 
