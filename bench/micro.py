@@ -39,11 +39,14 @@ def _per_call_us(fn: Callable[[], Any], n: int, repeat: int = 5) -> float:
 
 def wire_format(registry: Any, name: str) -> str | None:
     """The format a provider speaks when the bench server speaks it too: the root of its ``extends``
-    chain, or OpenAI for a file that says it is OpenAI-compatible."""
+    chain, or OpenAI for a file that says it is OpenAI-compatible and posts to chat/completions (OpenAI's
+    Responses API is another format)."""
     root = registry.chain(name)[-1].name
     if root in clients.MODELS:
         return root
-    return "openai" if "openai" in (registry.spec(name).description or "").lower() else None
+    spec = registry.spec(name)
+    chat = spec.request is not None and spec.request.path.rstrip("/").endswith("/chat/completions")
+    return "openai" if chat and "openai" in (spec.description or "").lower() else None
 
 
 def measure(n: int, words: int) -> dict[str, Any]:

@@ -20,6 +20,7 @@ _EXPORTS = {
     # the way in
     "Engine": "client", "Stream": "client", "AsyncStream": "provider",
     "CompletionRequest": "types", "CompletionResponse": "types", "ToolCall": "types", "StreamEvent": "types",
+    "EmbeddingRequest": "types", "EmbeddingResponse": "types",
     "Usage": "pricing", "Settings": "settings",
     # the lower level
     "get_provider": "registry", "list_providers": "registry", "render_request": "api",
@@ -50,6 +51,8 @@ __all__ = [
     "CompletionRequest",
     "CompletionResponse",
     "ConfigError",
+    "EmbeddingRequest",
+    "EmbeddingResponse",
     "Engine",
     "EngineError",
     "ErrorKind",
@@ -91,7 +94,15 @@ if TYPE_CHECKING:
     from .provider import AsyncStream, LLMProvider
     from .registry import get_provider, list_providers
     from .settings import Settings
-    from .types import CompletionRequest, CompletionResponse, HTTPRequest, StreamEvent, ToolCall
+    from .types import (
+        CompletionRequest,
+        CompletionResponse,
+        EmbeddingRequest,
+        EmbeddingResponse,
+        HTTPRequest,
+        StreamEvent,
+        ToolCall,
+    )
 
 
 def __getattr__(name: str) -> Any:

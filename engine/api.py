@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .errors import ConfigError
-from .types import CompletionRequest, HTTPRequest
+from .types import CompletionRequest, EmbeddingRequest, HTTPRequest
 
 if TYPE_CHECKING:
     from .provider import LLMProvider
@@ -32,3 +32,16 @@ def render_request(provider: str | LLMProvider, request: CompletionRequest,
     if compiled.spec.backend is not None:
         raise ConfigError(f"provider {provider!r} has a Python backend: it sends no HTTP request to render")
     return render(prepare(compiled, settings or registry.settings), request)
+
+
+def render_embeddings_request(provider: str | LLMProvider, request: EmbeddingRequest,
+                              settings: Settings | None = None) -> list[HTTPRequest]:
+    """The exact HTTP requests an embeddings call would send (one per batch), without sending them."""
+    from .provider import HTTPProvider
+    from .registry import default_registry
+
+    if isinstance(provider, str):
+        provider = default_registry(settings).create(provider, settings=settings)
+    if not isinstance(provider, HTTPProvider):
+        raise ConfigError(f"provider {provider.name!r} has a Python backend: it sends no HTTP request to render")
+    return provider.render_embeddings(request)

@@ -47,7 +47,13 @@ class AuthHook(ABC):
     raise `ConfigError` for missing settings and `BackendLoadError` for a missing optional dependency."""
 
     def __init__(self, spec: ProviderSpec, settings: Settings, config: Mapping[str, str]) -> None:
+        self.check_available()
         self.spec, self.settings, self.config = spec, settings, config
+
+    @classmethod
+    def check_available(cls) -> None:
+        """Raise `BackendLoadError` with an install hint when an optional library the hook needs is missing."""
+        return None
 
     @abstractmethod
     def fetch(self) -> Credentials | Awaitable[Credentials]:

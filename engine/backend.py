@@ -33,13 +33,21 @@ from typing import TYPE_CHECKING, Any
 
 from .compiled import USAGE_FIELDS
 from .errors import BackendLoadError, ConfigError, ErrorKind, InvalidRequestError, ProviderError
-from .extract import unify_usage
+from .extract import tier_name, unify_usage
 from .pricing import PriceTable, Usage
-from .provider import AsyncStream, Item, LLMProvider, closing_events
+from .provider import AsyncStream, Batch, Item, LLMProvider, batches, closing_events
 from .render import check_capabilities, resolve_config, resolve_model
 from .spec import ProviderSpec
 from .stream import ToolCallAssembler
-from .types import CallOptions, CompletionRequest, CompletionResponse, StreamEvent, ToolCall
+from .types import (
+    CallOptions,
+    CompletionRequest,
+    CompletionResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    StreamEvent,
+    ToolCall,
+)
 
 log = logging.getLogger("engine")
 
@@ -60,6 +68,7 @@ class BackendResult:
     reasoning: str | None = None
     tool_calls: list[ToolCall] = field(default_factory=list)
     thinking: list[dict[str, Any]] = field(default_factory=list)
+    service_tier: str | None = None  # the tier the provider says served the call, when it prices tiers apart
 
 
 @dataclass(slots=True)
@@ -85,6 +94,17 @@ class BackendChunk:
     reasoning: str | None = None
     tool_call: ToolCallPiece | None = None
     thinking: list[dict[str, Any]] | None = None  # reasoning blocks to replay, once complete
+    service_tier: str | None = None
+
+
+@dataclass(slots=True)
+class BackendEmbedding:
+    """A backend's vectors for one batch of inputs, in order."""
+
+    vectors: list[list[float]]
+    model: str | None = None
+    input_tokens: int | None = None
+    raw: Any = None
 
 
 class Backend(ABC):
@@ -101,9 +121,18 @@ class Backend(ABC):
         """A streamed call; by default the whole answer at once (its tool calls and thinking included)."""
         result = await self.complete(request, model)
         yield BackendChunk(result.content, result.model, result.finish_reason, result.usage, result.raw,
-                           result.reasoning, thinking=result.thinking or None)
+                           result.reasoning, thinking=result.thinking or None, service_tier=result.service_tier)
         for index, call in enumerate(result.tool_calls):
             yield BackendChunk(tool_call=ToolCallPiece(index, call.id, call.name, call.arguments, call.signature))
+
+    def embedding_batch(self, model: str) -> int:
+        """Most inputs one `embed` call takes for a model (the engine splits longer lists and runs the batches
+        concurrently); 0 when the backend offers no embeddings."""
+        return 0
+
+    async def embed(self, request: EmbeddingRequest, model: str, inputs: list[str]) -> BackendEmbedding:
+        """Vectors for one batch of ``inputs`` (``request`` holds the call's options)."""
+        raise NotImplementedError
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients and connections."""
@@ -176,6 +205,8 @@ class BackendProvider(LLMProvider):
         started = time.perf_counter()
         model = resolve_model(self.compiled, request.model)
         self._check_options(options)
+        if self.compiled.lifecycle and (retired := self._retired(model)) is not None:
+            return self._failure(retired, ErrorKind.NOT_FOUND, model=model, started=started)
         try:
             check_capabilities(self.compiled, model, request)
         except InvalidRequestError as exc:
@@ -197,17 +228,69 @@ class BackendProvider(LLMProvider):
         return self._finish(content=result.content, reasoning=result.reasoning, model=result.model,
                             requested=model, usage=_usage(result.usage, warnings), finish_reason=result.finish_reason,
                             started=started, status_code=None, raw=result.raw, warnings=warnings,
-                            tool_calls=result.tool_calls, thinking=result.thinking)
+                            tool_calls=result.tool_calls, thinking=result.thinking,
+                            service_tier=tier_name(result.service_tier))
 
     def stream_complete(self, request: CompletionRequest, options: CallOptions | None = None) -> AsyncStream:
         self._check_options(options)
         return AsyncStream(lambda result: self._stream(request, options, result))
+
+    async def embed(self, request: EmbeddingRequest, options: CallOptions | None = None) -> EmbeddingResponse:
+        started = time.perf_counter()
+        self._check_options(options)
+        models = [m for m in self.spec.models if m.kind == "embedding"]
+        model = self.spec.resolve_alias(request.model) if request.model else (models[0].id if models else "")
+        listed = next((m for m in self.spec.models if m.id == model), None)
+        size = self.backend.embedding_batch(model) if model else 0
+        why = ("it is a chat model, not an embedding model" if listed is not None and listed.kind != "embedding"
+               else "its backend offers no embeddings for it" if size < 1 else None)
+        if why is not None or not model:
+            message = (f"{self.name}/{model or '?'} does not take embeddings ({why or 'no model given'}); "
+                       "nothing was sent")
+            return self._embedding_failure(message, ErrorKind.INVALID_REQUEST, model=model or None,
+                                           started=started, inputs=len(request.inputs))
+        gate = asyncio.Semaphore(self.settings.embed_concurrency)
+        timeout = options.timeout if options is not None else None
+
+        async def one(start: int, inputs: list[str]) -> Batch:
+            batch = Batch(start, len(inputs))
+            token = _CALL_OPTIONS.set(options)
+            try:
+                async with gate, asyncio.timeout(timeout):
+                    result = await self.backend.embed(request, model, inputs)
+            except ConfigError:
+                raise
+            except TimeoutError:
+                batch.error, batch.kind = f"timed out after {timeout} s", ErrorKind.TIMEOUT
+                return batch
+            except Exception as exc:
+                failed = self._error(exc, model, started)
+                batch.error, batch.kind, batch.status_code = failed.error, failed.error_kind, failed.status_code
+                return batch
+            finally:
+                _CALL_OPTIONS.reset(token)
+            if len(result.vectors) != len(inputs):
+                batch.error = f"invalid embeddings reply: sent {len(inputs)} inputs, got {len(result.vectors)} vectors"
+                batch.kind = ErrorKind.INVALID_RESPONSE
+                return batch
+            batch.vectors, batch.model, batch.raw = result.vectors, result.model, result.raw
+            batch.input_tokens = result.input_tokens
+            return batch
+
+        outcomes = await asyncio.gather(*(one(start, inputs) for start, inputs in batches(request.inputs, size)))
+        return self._embeddings_result(list(outcomes), model, started)
 
     async def _stream(self, request: CompletionRequest, options: CallOptions | None,
                       result: AsyncStream) -> AsyncGenerator[Any, None]:
         started = time.perf_counter()
         model = resolve_model(self.compiled, request.model)
         _CALL_OPTIONS.set(options)  # this generator runs in its own context per step: set once, read by the backend
+        retired = self._retired(model) if self.compiled.lifecycle else None
+        if retired is not None:
+            result.response = self._failure(retired, ErrorKind.NOT_FOUND, model=model, started=started)
+            for item in result.emit([StreamEvent("end", response=result.response)]):
+                yield item
+            return
         try:
             check_capabilities(self.compiled, model, request)
         except InvalidRequestError as exc:
@@ -230,6 +313,7 @@ class BackendProvider(LLMProvider):
                 last.model = chunk.model or last.model
                 last.finish_reason = chunk.finish_reason or last.finish_reason
                 last.usage = chunk.usage or last.usage
+                last.service_tier = chunk.service_tier or last.service_tier
                 thinking += chunk.thinking or []
                 events: list[Item] = []
                 if chunk.reasoning:
@@ -260,7 +344,7 @@ class BackendProvider(LLMProvider):
                         content="".join(parts), reasoning="".join(thoughts) or None, model=last.model,
                         requested=model, usage=_usage(last.usage, warnings), finish_reason=last.finish_reason,
                         started=started, status_code=None, raw=raws, warnings=warnings, tool_calls=calls.calls(),
-                        thinking=thinking)
+                        thinking=thinking, service_tier=tier_name(last.service_tier))
                 else:
                     result.response = self._failure("stream closed by the caller before its end",
                                                     ErrorKind.CONNECTION, model=model, started=started,

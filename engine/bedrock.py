@@ -23,7 +23,8 @@ never at ``import engine``.
   ``output_config`` (Bedrock's structured output, ``outputConfig.textFormat``; the answer is text)
   or ``tool`` (a forced tool; the answer is the tool's input as JSON text, never a tool call; with the
   caller's tools too, the model must call one of them or the answer tool).
-- Usage: Bedrock's ``inputTokens`` leaves out cache reads and writes; results count them in.
+- Usage: Bedrock's ``inputTokens`` leaves out cache reads and writes; results count them in. One-hour
+  cache writes (``cacheDetails`` with ``ttl: 1h``) are counted apart, as they cost more.
 """
 
 from __future__ import annotations
@@ -40,14 +41,14 @@ import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .backend import Backend, BackendChunk, BackendResult, ToolCallPiece
+from .backend import Backend, BackendChunk, BackendEmbedding, BackendResult, ToolCallPiece
 from .errors import BackendLoadError, ConfigError, ErrorKind, InvalidRequestError, ProviderError, kind_for_status
 from .pricing import Usage
 from .render import schema_name
 from .retry import RetryPolicy, retry_after
 from .shapes import SYSTEM_ROLES, Part, choice_kind, normalize, stable_call_id, tool_values
 from .spec import env_name
-from .types import ToolCall
+from .types import EmbeddingRequest, ToolCall
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -305,8 +306,13 @@ def unified_usage(usage: Mapping[str, Any] | None) -> Usage | None:
         return None
     read, written, fresh = (usage.get(k) for k in ("cacheReadInputTokens", "cacheWriteInputTokens", "inputTokens"))
     total = None if fresh is None else fresh + (read or 0) + (written or 0)
+    # Writes by cache lifetime: [{"ttl": "5m" | "1h", "inputTokens": n}]; one-hour writes cost more.
+    details = usage.get("cacheDetails")
+    hour = [d.get("inputTokens") for d in details if isinstance(d, Mapping) and d.get("ttl") == "1h"] \
+        if isinstance(details, list) else []
+    long_writes = sum(n for n in hour if type(n) is int) if hour else None
     return Usage(input_tokens=total, output_tokens=usage.get("outputTokens"), cached_input_tokens=read,
-                 cache_write_tokens=written)
+                 cache_write_tokens=written, cache_write_1h_tokens=long_writes)
 
 
 def answer_name(request: CompletionRequest, options: Mapping[str, Any]) -> str | None:
@@ -440,6 +446,53 @@ class StreamReader:
         return thought("".join(kept["text"]), kept["signature"], kept["redacted"])
 
 
+def embedding_family(model: str) -> str | None:
+    """``titan`` or ``cohere`` for the embedding models Bedrock serves through InvokeModel (a cross-region
+    inference profile such as ``us.cohere.embed-v4:0`` included), else ``None``."""
+    base = model.split(".", 1)[1] if model.split(".", 1)[0] in ("us", "eu", "apac", "global") else model
+    if base.startswith("amazon.titan-embed-text"):
+        return "titan"
+    if base.startswith("cohere.embed-"):
+        return "cohere"
+    return None
+
+
+_COHERE_INPUT_TYPES = {"query": "search_query", "document": "search_document", "classification": "classification",
+                       "clustering": "clustering"}
+
+
+def embedding_body(family: str | None, request: EmbeddingRequest, inputs: list[str]) -> dict[str, Any]:
+    """The InvokeModel body of one batch: Titan's one ``inputText``, or Cohere's ``texts``."""
+    if family == "titan":
+        body: dict[str, Any] = {"inputText": inputs[0], "normalize": True}
+        if request.dimensions is not None:
+            body["dimensions"] = request.dimensions
+    else:
+        body = {"texts": inputs, "input_type": _COHERE_INPUT_TYPES.get(request.input_type or "", "search_document"),
+                "embedding_types": ["float"]}
+        if request.dimensions is not None:
+            body["output_dimension"] = request.dimensions
+    return {**body, **request.extra}
+
+
+def embedding_reply(family: str | None, payload: Any,
+                    headers: Mapping[str, str]) -> tuple[list[list[float]], int | None]:
+    """The vectors and input token count of an InvokeModel reply (Cohere's count is only in a header)."""
+    if not isinstance(payload, dict):
+        raise ProviderError(f"invalid embeddings reply: {str(payload)[:200]}", ErrorKind.INVALID_RESPONSE)
+    vectors: Any
+    if family == "titan":
+        vectors, tokens = [payload.get("embedding")], payload.get("inputTextTokenCount")
+    else:
+        found = payload.get("embeddings")
+        vectors = found.get("float") if isinstance(found, dict) else found
+        tokens = {k.lower(): v for k, v in headers.items()}.get("x-amzn-bedrock-input-token-count")
+    if not isinstance(vectors, list) or not all(isinstance(v, list) and v for v in vectors):
+        raise ProviderError("invalid embeddings reply: no vectors", ErrorKind.INVALID_RESPONSE)
+    count = int(tokens) if isinstance(tokens, int | str) and str(tokens).isdigit() else None
+    return [[float(x) for x in v] for v in vectors], count
+
+
 class BedrockBackend(Backend):
     """Converse / ConverseStream through a lazily created boto3 ``bedrock-runtime`` client."""
 
@@ -567,6 +620,22 @@ class BedrockBackend(Backend):
                              finish_reason=finish_reason(response.get("stopReason"), answer, len(calls)),
                              usage=unified_usage(response.get("usage")) or Usage(), raw=response,
                              tool_calls=calls, thinking=thinking_blocks(blocks))
+
+    # -- embeddings (InvokeModel) --------------------------------------------
+    def embedding_batch(self, model: str) -> int:
+        """Titan takes one text a call; Cohere's embed models on Bedrock take 96."""
+        family = embedding_family(model)
+        return 1 if family == "titan" else 96 if family == "cohere" else 0
+
+    async def embed(self, request: EmbeddingRequest, model: str, inputs: list[str]) -> BackendEmbedding:
+        body = embedding_body(embedding_family(model), request, inputs)
+        response = await self._call("invoke_model", {"modelId": model, "body": json.dumps(body),
+                                                     "contentType": "application/json",
+                                                     "accept": "application/json"})
+        payload = json.loads(await asyncio.to_thread(response["body"].read))
+        headers = (response.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
+        vectors, tokens = embedding_reply(embedding_family(model), payload, headers)
+        return BackendEmbedding(vectors, model, tokens, payload)
 
     async def _next(self, events: Iterator[dict[str, Any]]) -> dict[str, Any] | None:
         try:

@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import ConfigError, ProviderFileError, TemplateRenderError
 from .loader import ProviderSource, bundled_path, line_of, locate, provider_files, read_source, read_yaml
@@ -141,6 +141,8 @@ def _targets(settings: Settings, paths: Sequence[Path],
     return folders, providers, prices
 
 
+TINY_PRICE = 0.0001  # USD per million tokens: below any real price (a per-token price is about 1e-6)
+
 SAMPLE_SCHEMA = {"title": "Answer", "type": "object", "properties": {"answer": {"type": "string"}},
                  "required": ["answer"], "additionalProperties": False}
 
@@ -159,6 +161,13 @@ def sample_requests(spec: ProviderSpec) -> Iterator[CompletionRequest]:
         model=first, temperature=0.2, max_tokens=64)
     yield CompletionRequest(messages=[{"role": "user", "content": "Capital of France?"}], model=first,
                             output_schema=SAMPLE_SCHEMA, extra={"seed": 1})
+
+
+def _rules(compiled: CompiledProvider) -> list[Any]:
+    stream = compiled.stream
+    if stream is None:
+        return []
+    return [*stream.events.values(), *([stream.chunk] if stream.chunk else [])]
 
 
 def module_exists(name: str) -> bool:
@@ -281,17 +290,27 @@ class _Checker:
         return [Problem(file, line, "backend", f"cannot find Python module {module!r}")]
 
     def _render(self, compiled: CompiledProvider) -> list[Problem]:
-        from .render import prepare, render, with_placeholders
+        from .render import prepare, render, render_embeddings, with_placeholders
+        from .types import EmbeddingRequest
 
         spec = compiled.spec
-        if spec.backend is not None or spec.request is None:
+        if spec.backend is not None:
             return []
         settings, _ = with_placeholders(spec, self.settings, key="sk-check", force=True)
         try:
             prepared = prepare(compiled, settings)
-            for request in sample_requests(spec):
-                for stream in (False, True):
-                    render(prepared, request, stream)
+            if spec.request is not None:
+                for request in sample_requests(spec):
+                    for stream in (False, True):
+                        render(prepared, request, stream)
+            if spec.embeddings is not None:
+                model = spec.embeddings.default_model or "example-model"
+                plain = EmbeddingRequest(inputs=["a", "b"], model=model)
+                full = EmbeddingRequest(inputs=["a", "b"], model=model,
+                                        dimensions=256 if "dimensions" in spec.embeddings.takes else None,
+                                        input_type="query" if "input_type" in spec.embeddings.takes else None)
+                for sample in (plain, full):
+                    render_embeddings(prepared, sample, sample.inputs, model)
         except TemplateRenderError as exc:
             return [Problem.of(exc, " (rendering a sample request)")]
         except ConfigError as exc:
@@ -299,16 +318,51 @@ class _Checker:
         return []
 
     def _unpriced(self, compiled: CompiledProvider) -> list[Problem]:
+        """Listed paid models without a price, or without a cached price though the replies report cache reads;
+        a default model that is retired or deprecated."""
+        from .lifecycle import today
+
         spec = compiled.spec
-        if spec.local:
-            return []
         problems = []
+        day = today()
+        if spec.default_model and (info := compiled.lifecycle.get(spec.resolve_alias(spec.default_model))):
+            state = info.lifecycle(day)
+            if state is not None:
+                file, line = locate(compiled.chain, ["default_model"])
+                instead = f"; use {info.replacement}" if info.replacement else ""
+                problems.append(Problem(file, line, "default_model", f"the default model {info.id!r} is {state} "
+                                                                      f"({info.retired or info.deprecated}){instead}",
+                                        warning=True))
+        if spec.local:
+            return problems
+        # A model can cache when the replies report cache reads; its cached price is missing, not meant to be the
+        # input rate, when the provider's other models have one.
+        reads_cache = "cached_input_tokens" in compiled.response or any(
+            name == "cached_input_tokens" for rule in _rules(compiled) for name, _ in rule.fields)
+        prices = [self.prices.quote(spec, model.id).price for model in spec.models]
+        reads_cache = reads_cache and any(p is not None and p.cached_input is not None for p in prices)
         for i, model in enumerate(spec.models):
-            if not self.prices.quote(spec, model.id).known:
-                file, line = locate(compiled.chain, ["models", i])
+            if model.lifecycle(day) == "retired" and model.retired_calls == "fail":
+                continue  # calls fail before sending: nothing to price
+            file, line = locate(compiled.chain, ["models", i])
+            quote = self.prices.quote(spec, model.id)
+            if not quote.known:
+                why = self.prices.problem(spec.name, model.id, spec.pricing)
                 problems.append(Problem(file, line, f"models.{i}", (
                     f"no price for paid model {model.id!r}: add it to pricing.yaml, GENAI_PRICING_FILE or this "
-                    "file's 'pricing' (or set 'local: true')"), warning=True))
+                    "file's 'pricing' (or set 'local: true')" + (f"; its override does not merge: {why}" if why
+                                                                else "")), warning=True))
+            elif quote.price is None:
+                problems.append(Problem(file, line, f"models.{i}", (
+                    f"no price of {model.id!r} is in effect today: its periods ('from'/'until') end before or start "
+                    "after today"), warning=True))
+            elif reads_cache and quote.price.cached_input is None and model.prompt_caching is not False and \
+                    model.kind != "embedding":  # embeddings read no prompt cache
+                problems.append(Problem(file, line, f"models.{i}", (
+                    f"{model.id!r} can read from the prompt cache (its replies report cached tokens, and other "
+                    "models of the provider have a cached price) but has no 'cached_input' price, so cache reads "
+                    "cost the full input rate; add it (or set 'prompt_caching: false' on the model)"),
+                    warning=True))
         return problems
 
     def pricing_file(self, path: Path, known: Iterable[str]) -> list[Problem]:
@@ -319,10 +373,17 @@ class _Checker:
         except ProviderFileError as exc:
             return [Problem.of(exc)]
         names = set(known)
-        unknown = [provider for provider in table if provider not in names]
-        if not unknown:
-            return []
         data, text = read_yaml(path)
         source = ProviderSource("<pricing>", path, data, text)
-        return [Problem(str(path), line_of(source, [provider]), provider,
-                        "prices for a provider that no provider file defines", warning=True) for provider in unknown]
+        problems = [Problem(str(path), line_of(source, [provider]), provider,
+                            "prices for a provider that no provider file defines", warning=True)
+                    for provider in table if provider not in names]
+        for provider, models in table.items():
+            for model, price in models.items():
+                tiny = [name for name, value in price.rates().items() if 0 < value < TINY_PRICE]
+                if tiny:
+                    problems.append(Problem(str(path), line_of(source, [provider, model, tiny[0]]),
+                                            f"{provider}.{model}.{tiny[0]}", (
+                        f"{price.rates()[tiny[0]]} USD per million tokens is less than any provider charges: "
+                        "is it a price per token? Prices are per million tokens"), warning=True))
+        return problems

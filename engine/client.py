@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, UnknownOptionError, UnknownProviderError
 from .registry import Registry, default_registry
-from .types import CallOptions, CompletionRequest, CompletionResponse, StreamEvent
+from .types import CallOptions, CompletionRequest, CompletionResponse, EmbeddingRequest, EmbeddingResponse, StreamEvent
 
 if TYPE_CHECKING:
     import httpx
@@ -41,10 +41,13 @@ def _check_options(options: Mapping[str, Any]) -> None:
         raise UnknownOptionError(_unknown_keyword(unknown[0]))
 
 
-def _unknown_keyword(name: str) -> str:
+EMBEDDING_OPTIONS = ("dimensions", "input_type", "user", "extra")
+
+
+def _unknown_keyword(name: str, accepted: list[str] | None = None) -> str:
     import difflib
 
-    accepted = [*REQUEST_OPTIONS, *SAMPLING, *CALL_OPTIONS]
+    accepted = accepted or [*REQUEST_OPTIONS, *SAMPLING, *CALL_OPTIONS]
     close = difflib.get_close_matches(name, accepted, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
     return (f"unknown option {name!r}: {hint}accepted: {', '.join(accepted)}; provider-specific body fields go "
@@ -199,7 +202,40 @@ class Engine:
             raise UnknownOptionError(str(exc)) from None
         return provider, request, call_options
 
+    def _embedding(self, model: str | None, inputs: str | list[str], **options: Any) -> tuple[
+            str, EmbeddingRequest, CallOptions | None]:
+        """The provider, the embeddings request and the per-call engine options of an embed call."""
+        provider, model_id = self.route(model)
+        self._embedding_options(options)
+        call = {k: options.pop(k) for k in CALL_OPTIONS if k in options}
+        request = EmbeddingRequest(inputs=inputs, model=model_id, **options)  # type: ignore[arg-type]
+        try:
+            call_options = CallOptions(**call) if call else None
+        except ValueError as exc:
+            raise UnknownOptionError(str(exc)) from None
+        return provider, request, call_options
+
+    @staticmethod
+    def _embedding_options(options: dict[str, Any]) -> dict[str, Any]:
+        unknown = [k for k in options if k not in EMBEDDING_OPTIONS and k not in CALL_OPTIONS]
+        if unknown:
+            raise UnknownOptionError(_unknown_keyword(unknown[0], [*EMBEDDING_OPTIONS, *CALL_OPTIONS]))
+        return options
+
     # -- async -------------------------------------------------------------
+    async def aembed(self, model: str | None = None, inputs: str | list[str] = "", **options: Any
+                     ) -> EmbeddingResponse:
+        """Vectors for ``inputs`` (one text or a list), in order. Keyword options: dimensions, input_type
+        (``query``, ``document``, ``classification``, ``clustering``), user, extra; and per-call engine options.
+        A long list is sent in the provider's batch size, batches concurrently (``Settings.embed_concurrency``)."""
+        if model is not None and self.router is not None and model in self.router:
+            return await self.router.embed(model, inputs, self._aembed, **self._embedding_options(options))
+        return await self._aembed(model, inputs, **options)
+
+    async def _aembed(self, model: str | None, inputs: str | list[str], **options: Any) -> EmbeddingResponse:
+        provider, request, call = self._embedding(model, inputs, **options)
+        return await self.provider(provider).embed(request, call)
+
     async def acomplete(self, model: str | None = None, messages: Messages = "", **options: Any) -> CompletionResponse:
         """One call. Keyword options: temperature, max_tokens, output_schema, extra (provider-specific body
         fields); stop, top_p, seed, presence_penalty, frequency_penalty, user; and per-call engine options:
@@ -262,6 +298,18 @@ class Engine:
     async def _sync_complete(self, model: str | None, messages: Messages, **options: Any) -> CompletionResponse:
         provider, request, call = self._request(model, messages, stream=False, **options)
         return await self._sync_provider(provider).complete(request, call)
+
+    def embed(self, model: str | None = None, inputs: str | list[str] = "", **options: Any) -> EmbeddingResponse:
+        """Vectors for ``inputs``, for sync code (see `aembed`)."""
+        if model is not None and self.router is not None and model in self.router:
+            return self.portal.call(self.router.embed(model, inputs, self._sync_embed,
+                                                      **self._embedding_options(options)))
+        provider, request, call = self._embedding(model, inputs, **options)
+        return self.portal.call(self._sync_provider(provider).embed(request, call))
+
+    async def _sync_embed(self, model: str | None, inputs: str | list[str], **options: Any) -> EmbeddingResponse:
+        provider, request, call = self._embedding(model, inputs, **options)
+        return await self._sync_provider(provider).embed(request, call)
 
     def stream(self, model: str | None = None, messages: Messages = "", **options: Any) -> Stream:
         """A streamed call for sync code: ``for delta in engine.stream(...)``, then ``.response``."""

@@ -12,9 +12,10 @@ from typing import Any
 
 from .errors import ErrorKind, JSONPathError, ProviderFileError
 from .jsonpath import Extractor, plain_path, plain_reader
+from .lifecycle import dated
 from .loader import ProviderSource, locate, value_line
-from .shapes import MessageShapes, ToolShapes, compile_shape
-from .spec import Condition, ItemsSpec, PathSpec, ProviderSpec, ResolvedCapabilities, StreamRule
+from .shapes import Filler, MessageShapes, ShapeError, ToolShapes, compile_shape
+from .spec import Condition, ItemsSpec, ModelInfo, PathSpec, ProviderSpec, ResolvedCapabilities, StreamRule
 from .templates import TemplateSyntaxError, compile_template, options_read, outputs_one_value
 
 Render = Callable[[Mapping[str, Any]], str]
@@ -23,12 +24,14 @@ Render = Callable[[Mapping[str, Any]], str]
 OPENAI_FINISH_REASONS = {"stop": "stop", "length": "length", "tool_calls": "tool_calls",
                          "content_filter": "content_filter", "function_call": "tool_calls"}
 
-USAGE_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
-RULE_FIELDS = ("delta", "reasoning_delta", "model", "finish_reason", *USAGE_FIELDS, "cost", "error_message",
-               "error_type")
+USAGE_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens",
+                "cache_write_1h_tokens")
+RULE_FIELDS = ("delta", "reasoning_delta", "model", "finish_reason", *USAGE_FIELDS, "cost", "service_tier",
+               "error_message", "error_type")
 
 
 _UNSET = object()
+JOINED = ("text",)  # item fields whose matches are joined (a reasoning block's summary parts), not the first taken
 
 
 @dataclass(slots=True)
@@ -89,7 +92,7 @@ class CompiledItems:
         if self.each is None:  # the event itself is the item (most stream events carry none of the fields)
             values = None  # (typed above)
             for name, extractor in self.fields:
-                value = extractor.read(data)
+                value = extractor.text(data) if name in JOINED else extractor.read(data)
                 if value is not None:
                     if values is None:
                         values = {}
@@ -103,7 +106,8 @@ class CompiledItems:
         found = each.all(data)
         out = []
         for item in found:
-            values = {name: value for name, extractor in self.fields if (value := extractor.value(item)) is not None}
+            values = {name: value for name, extractor in self.fields
+                      if (value := extractor.text(item) if name in JOINED else extractor.value(item)) is not None}
             if values:
                 out.append((self.index.value(item) if self.index is not None else None, values))
         return out
@@ -138,6 +142,21 @@ class CompiledStream:
 
 
 @dataclass(slots=True)
+class CompiledEmbeddings:
+    """The embeddings operation, compiled."""
+
+    base_url: Render | None
+    path: Render
+    query: dict[str, Render]
+    body: Render
+    body_is_json: bool
+    vectors: Extractor
+    index: Extractor | None
+    model: Extractor | None
+    input_tokens: Extractor | None
+
+
+@dataclass(slots=True)
 class CompiledProvider:
     """Everything a call needs from the provider file, ready to run."""
 
@@ -161,6 +180,7 @@ class CompiledProvider:
     error_kinds: dict[str, ErrorKind] = field(default_factory=dict)  # errors.kinds with its keys as text
     reads_headers: bool = False  # some path reads a response header
     stream: CompiledStream | None = None
+    embeddings: CompiledEmbeddings | None = None
     options: dict[str, Any] = field(default_factory=dict)
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     messages: MessageShapes = field(default_factory=MessageShapes)
@@ -169,6 +189,7 @@ class CompiledProvider:
     thinking: CompiledItems | None = None
     finish_reasons: dict[str, str] = field(default_factory=dict)
     chat_templates: dict[str, Render] = field(default_factory=dict)
+    lifecycle: Mapping[str, ModelInfo] = field(default_factory=dict)  # models with deprecation/retirement dates
     _capabilities: dict[str, ResolvedCapabilities] = field(default_factory=dict, repr=False)
 
     def options_for(self, model: str) -> dict[str, Any]:
@@ -271,20 +292,47 @@ class _Compiler:
                          for name in names if getattr(spec, name) is not None),
         )
 
+    def embeddings(self) -> CompiledEmbeddings:
+        spec = self.spec.embeddings
+        assert spec is not None
+        reply = spec.response
+        key = ["embeddings", "response"]
+        return CompiledEmbeddings(
+            base_url=self.template(spec.base_url, "text", ["embeddings", "base_url"]) if spec.base_url else None,
+            path=self.template(spec.path, "path", ["embeddings", "path"]),
+            query={k: self.template(v, "text", ["embeddings", "query", k]) for k, v in spec.query.items()},
+            body=self.template(spec.body, "body", ["embeddings", "body"]),
+            body_is_json=outputs_one_value(spec.body),
+            vectors=self.path(reply.vectors, [*key, "vectors"]),
+            index=self.path(reply.index, [*key, "index"]) if reply.index is not None else None,
+            model=self.path(reply.model, [*key, "model"]) if reply.model is not None else None,
+            input_tokens=self.path(reply.input_tokens, [*key, "input_tokens"]) if reply.input_tokens else None,
+        )
+
+    def shape(self, shape: Any, key_path: Sequence[str | int]) -> Filler:
+        try:
+            return compile_shape(shape)
+        except ShapeError as exc:
+            raise self.fail(key_path, str(exc)) from exc
+
     def shapes(self) -> tuple[MessageShapes, ToolShapes]:
         request = self.spec.request
         messages, tools = MessageShapes(), ToolShapes()
         if request is not None and request.messages is not None:
-            m = request.messages
+            m, at = request.messages, ["request", "messages"]
             messages = MessageShapes(
                 system=m.system, roles=m.roles, tool_results=m.tool_results, merge_roles=m.merge_roles,
-                calls=m.calls, message=compile_shape(m.message) if m.message is not None else None,
-                by_role={role: compile_shape(shape) for role, shape in m.role_message.items()},
-                parts={kind: compile_shape(shape) for kind, shape in m.parts.items()},
+                calls=m.calls, reasoning=m.reasoning,
+                message=self.shape(m.message, [*at, "message"]) if m.message is not None else None,
+                by_role={role: self.shape(shape, [*at, "role_message", role])
+                         for role, shape in m.role_message.items()},
+                parts={kind: self.shape(shape, [*at, "parts", kind]) for kind, shape in m.parts.items()},
                 call_id_length=m.call_id_length)
         if request is not None and request.tools is not None:
-            tools = ToolShapes(tool=compile_shape(request.tools.tool),
-                               choice={kind: compile_shape(shape) for kind, shape in request.tools.choice.items()})
+            at = ["request", "tools"]
+            tools = ToolShapes(tool=self.shape(request.tools.tool, [*at, "tool"]),
+                               choice={kind: self.shape(shape, [*at, "choice", kind])
+                                       for kind, shape in request.tools.choice.items()})
         return messages, tools
 
     def compile(self) -> CompiledProvider:
@@ -292,6 +340,7 @@ class _Compiler:
         compiled = CompiledProvider(spec=spec, file=str(self.chain[0].path), chain=self.chain)
         compiled.options = spec.options_for("")
         compiled.model_options = {m.id: spec.options_for(m.id) for m in spec.models if m.options}
+        compiled.lifecycle = dated(spec.models)
         if spec.base_url is not None:
             compiled.base_url = self.template(spec.base_url, "text", ["base_url"])
         if spec.auth.type != "none":
@@ -309,6 +358,8 @@ class _Compiler:
             if request.body is not None:
                 compiled.body = self.template(request.body, "body", ["request", "body"])
                 compiled.body_is_json = outputs_one_value(request.body)
+        if spec.embeddings is not None:
+            compiled.embeddings = self.embeddings()
         compiled.messages, compiled.tools = self.shapes()
         compiled.chat_templates = {name: self.template(source, "prompt", ["chat_templates", name])
                                    for name, source in spec.chat_templates.items()}
@@ -320,7 +371,7 @@ class _Compiler:
         if spec.response is not None:
             compiled.response = {
                 name: self.path(value, ["response", name])
-                for name in ("content", "reasoning", "model", "finish_reason", *USAGE_FIELDS, "cost")
+                for name in ("content", "reasoning", "model", "finish_reason", *USAGE_FIELDS, "cost", "service_tier")
                 if (value := getattr(spec.response, name)) is not None
             }
         if spec.errors.message is not None:

@@ -104,6 +104,7 @@ class Extracted:
     warnings: list[str]
     tool_calls: list[ToolCall]
     thinking: list[dict[str, Any]]
+    service_tier: str | None = None
 
 
 Secrets = str | tuple[str, ...] | None  # the API key, or it and the secret config values
@@ -152,7 +153,13 @@ def extract_response(compiled: CompiledProvider, payload: Any) -> Extracted:
         warnings=warnings,
         tool_calls=tool_calls(compiled.tool_calls.items(payload)) if compiled.tool_calls else [],
         thinking=thinking_blocks(compiled.thinking.items(payload)) if compiled.thinking else [],
+        service_tier=tier_name(paths["service_tier"].value(payload)) if "service_tier" in paths else None,
     )
+
+
+def tier_name(value: Any) -> str | None:
+    """A service tier the reply names, as bounded text (a number or a structure is not a name)."""
+    return short(value, 64) if isinstance(value, str) and value else None
 
 
 def _text(value: Any) -> str | None:
@@ -180,10 +187,12 @@ def tool_calls(items: list[tuple[Any, dict[str, Any]]]) -> list[ToolCall]:
 
 
 def thinking_blocks(items: list[tuple[Any, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Reasoning blocks to replay: ``{text, signature}`` or ``{redacted}``."""
+    """Reasoning blocks to replay: ``{text, signature}`` or ``{redacted}``, with the block's ``id`` when the API
+    gives one."""
     blocks: list[dict[str, Any]] = []
     for _, values in items:
-        block: dict[str, Any] = {key: _text(values[key]) for key in ("text", "signature", "redacted") if key in values}
+        block: dict[str, Any] = {key: _text(values[key]) for key in ("text", "signature", "redacted", "id")
+                                 if key in values}
         if "text" in block or "redacted" in block:
             blocks.append(block)
     return blocks
@@ -292,3 +301,67 @@ def failed_envelope(compiled: CompiledProvider, payload: Any, status: int) -> Fa
     shown = message or "the reply says the call failed (errors.when)"
     return Failure(format_error(status, shown, error_type), kind_for(compiled, error_type, None, message),
                    payload, message, error_type)
+
+
+# -- embeddings --------------------------------------------------------------------------------------------
+
+class BadVectors(ValueError):
+    """The reply's vectors are not what was asked: wrong count, not numbers, or of different lengths."""
+
+
+@dataclass(slots=True)
+class ExtractedEmbeddings:
+    vectors: list[list[float]]
+    model: str | None
+    input_tokens: int | None
+    warnings: list[str]
+
+
+def extract_embeddings(compiled: CompiledProvider, payload: Any, expected: int) -> ExtractedEmbeddings:
+    """The vectors of one batch, in input order, checked: ``expected`` of them, each a list of finite numbers,
+    all of one length. Raises `BadVectors` otherwise (never a silently short or shifted answer)."""
+    spec = compiled.embeddings
+    assert spec is not None
+    found = spec.vectors.all(payload)
+    if spec.index is not None:
+        order = spec.index.all(payload)
+        if len(order) == len(found) and sorted(o for o in order if type(o) is int) == list(range(len(found))):
+            found = [vector for _, vector in sorted(zip(order, found, strict=True), key=lambda pair: pair[0])]
+        else:
+            raise BadVectors(f"the reply's vector indexes {short(order, 80)} are not 0 to {len(found) - 1}")
+    if len(found) != expected:
+        raise BadVectors(f"sent {expected} input{'s' if expected != 1 else ''}, got {len(found)} "
+                         f"vector{'s' if len(found) != 1 else ''}")
+    vectors = [_vector(value, i) for i, value in enumerate(found)]
+    if len({len(v) for v in vectors}) > 1:
+        raise BadVectors(f"the vectors have different lengths: {sorted({len(v) for v in vectors})}")
+    warnings: list[str] = []
+    tokens: int | None = None
+    if spec.input_tokens is not None:
+        counts = [token_count(value) for value in spec.input_tokens.all(payload)]
+        valid = [count for count, _ in counts if count is not None]
+        tokens = sum(valid) if valid else None
+        if any(bad for _, bad in counts):
+            warnings.append("input token counts that are not whole numbers were ignored")
+    model = spec.model.text(payload) if spec.model is not None else None
+    return ExtractedEmbeddings(vectors, short(model), tokens, warnings)
+
+
+def _vector(value: Any, index: int) -> list[float]:
+    if isinstance(value, str):  # base64 of little-endian float32 (OpenAI's encoding_format "base64")
+        import array
+        import base64
+        import sys
+
+        try:
+            floats = array.array("f", base64.b64decode(value, validate=True))
+        except ValueError as exc:
+            raise BadVectors(f"vector {index} is text that is not base64 float32: {exc}") from None
+        if sys.byteorder == "big":
+            floats.byteswap()
+        value = floats.tolist()
+    if not isinstance(value, list) or not value:
+        raise BadVectors(f"vector {index} is not a list of numbers: {short(value, 80)}")
+    if not all(type(x) is float or (type(x) is int) for x in value) or not all(math.isfinite(x) for x in value):
+        raise BadVectors(f"vector {index} holds something other than finite numbers")
+    return [float(x) for x in value]

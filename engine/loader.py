@@ -255,6 +255,8 @@ def merged_data(chain: Sequence[ProviderSource]) -> dict[str, Any]:
             inherited.pop(key, None)
         if isinstance(inherited.get("auth"), dict):
             inherited["auth"].pop("env", None)  # never send one provider's key to another
+        if isinstance(inherited.get("embeddings"), dict):
+            inherited["embeddings"].pop("default_model", None)  # model ids are the provider's own, like models'
         data = merge(data, inherited)
     data = merge(data, chain[0].data)
     data["name"] = chain[0].name

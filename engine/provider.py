@@ -6,7 +6,9 @@ It holds no provider-specific code.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import datetime
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
@@ -15,14 +17,17 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from pydantic import SecretStr
 
+from . import lifecycle
 from .auth import CachedAuth, load_hook
 from .compiled import USAGE_FIELDS, CompiledProvider
 from .errors import ErrorKind, InvalidRequestError, ProviderError
 from .extract import (
+    BadVectors,
     Failure,
     billed,
     body_snippet,
     error_details,
+    extract_embeddings,
     extract_response,
     failed_envelope,
     format_error,
@@ -31,18 +36,36 @@ from .extract import (
     parse_body,
     scrub,
     short,
+    tier_name,
     unified_finish,
     unify_usage,
 )
 from .jsonpath import reading_headers
 from .limits import LimitExceeded
 from .pricing import PriceTable, Usage, to_float
-from .render import Prepared, prepare, render, resolve_model
+from .render import (
+    Prepared,
+    check_embedding_request,
+    prepare,
+    render,
+    render_embeddings,
+    resolve_embedding_model,
+    resolve_model,
+)
 from .send import RetryPolicy, UnsupportedEncoding, describe, new_client, read_body, send, stream_body
 from .spec import ProviderSpec
 from .stream import StreamState
 from .trust import register_secrets
-from .types import CallOptions, CompletionRequest, CompletionResponse, HTTPRequest, StreamEvent, ToolCall
+from .types import (
+    CallOptions,
+    CompletionRequest,
+    CompletionResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    HTTPRequest,
+    StreamEvent,
+    ToolCall,
+)
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -111,7 +134,36 @@ class AsyncStream:
         await self.aclose()
 
 
+def now() -> datetime.datetime:
+    """The current UTC time (one place, so that tests can fix the clock that picks time-dependent prices)."""
+    return datetime.datetime.now(datetime.UTC)
+
+
 Item = StreamEvent | str  # an item of a stream batch: a text delta as a plain str, else a typed event
+
+
+@dataclasses.dataclass(slots=True)
+class Batch:
+    """One request of an embeddings call: its inputs' place in the call, and what came back."""
+
+    start: int
+    size: int
+    vectors: list[list[float]] | None = None
+    model: str | None = None
+    input_tokens: int | None = None
+    raw: Any = None
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    error: str | None = None
+    kind: ErrorKind | None = None
+    status_code: int | None = None
+    error_message: str | None = None
+    error_code: str | None = None
+    request_id: str | None = None
+
+
+def batches(inputs: list[str], size: int) -> list[tuple[int, list[str]]]:
+    """The inputs in order, ``size`` at a time, each with its first index."""
+    return [(start, inputs[start:start + size]) for start in range(0, len(inputs), size)]
 
 
 def _whole(response: CompletionResponse) -> list[Item]:
@@ -136,6 +188,7 @@ class LLMProvider(ABC):
     spec: ProviderSpec
     prices: PriceTable
     compiled: CompiledProvider
+    settings: Settings
 
     @property
     def name(self) -> str:
@@ -149,6 +202,13 @@ class LLMProvider(ABC):
     def stream_complete(self, request: CompletionRequest, options: CallOptions | None = None) -> AsyncStream:
         """A streamed call: an async iterator of text deltas with the final response after."""
 
+    async def embed(self, request: EmbeddingRequest, options: CallOptions | None = None) -> EmbeddingResponse:
+        """Vectors for ``request.inputs``, in order; never raises for provider or network failures."""
+        started = time.perf_counter()
+        return self._embedding_failure(f"provider {self.name!r} has no embeddings (its provider file has no "
+                                       "embeddings section); nothing was sent", ErrorKind.INVALID_REQUEST,
+                                       model=request.model, started=started, inputs=len(request.inputs))
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
@@ -159,19 +219,40 @@ class LLMProvider(ABC):
         await self.close()
 
     def calculate_cost(self, model: str, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0,
-                       cache_write_tokens: int = 0) -> float | None:
-        """Cost in USD of the given token counts (``input_tokens`` includes cached ones); ``None`` if unpriced."""
-        usage = Usage(input_tokens, output_tokens, cached_input_tokens, cache_write_tokens)
-        return to_float(self.prices.quote(self.spec, model).cost(usage))
+                       cache_write_tokens: int = 0, *, cache_write_1h_tokens: int = 0,
+                       at: datetime.datetime | None = None, service_tier: str | None = None) -> float | None:
+        """Cost in USD of the given token counts (``input_tokens`` includes cached ones); ``None`` if unpriced.
 
-    def _cost(self, models: tuple[str | None, ...], usage: Usage) -> float | None:
-        """Cost in USD of a call; the first of ``models`` (reported, requested) that has a price is used."""
+        ``at``: when the request started (default: now); ``service_tier``: the tier the reply reports."""
+        usage = Usage(input_tokens, output_tokens, cached_input_tokens, cache_write_tokens,
+                      cache_write_1h_tokens=cache_write_1h_tokens)
+        return to_float(self.prices.quote(self.spec, model).cost(usage, at, service_tier))
+
+    def _cost(self, models: tuple[str | None, ...], usage: Usage, started: float,
+              service_tier: str | None) -> float | None:
+        """Cost in USD of a call; the first of ``models`` (reported, requested) that has a price is used, at the
+        price in effect when the request started."""
         for model in models:
             if model is not None:
                 quote = self.prices.quote(self.spec, model)
                 if quote.known:
-                    return to_float(quote.cost(usage))
+                    at = None
+                    if quote.pricing is not None and quote.pricing.reads_time:
+                        # The wall-clock time the call started, from its monotonic start.
+                        at = now() - datetime.timedelta(seconds=time.perf_counter() - started)
+                    return to_float(quote.cost(usage, at, service_tier))
         return None
+
+    def _retired(self, model: str) -> str | None:
+        """Why a call to a retired model must not be sent, or ``None`` (see `engine.lifecycle`)."""
+        info = self.compiled.lifecycle.get(model)
+        if info is None:
+            return None
+        return lifecycle.notice(self.name, info, self.settings.allow_retired)[1]
+
+    def _lifecycle_warning(self, model: str) -> str | None:
+        info = self.compiled.lifecycle.get(model)
+        return None if info is None else lifecycle.notice(self.name, info, self.settings.allow_retired)[0]
 
     def _failure(self, message: str, kind: ErrorKind | None, *, model: str | None, started: float,
                  status_code: int | None = None, raw: Any = None, content: str = "",
@@ -186,21 +267,66 @@ class LLMProvider(ABC):
             error_message=error_message, error_code=error_code, request_id=request_id,
         )
 
+    def _embedding_failure(self, message: str, kind: ErrorKind, *, model: str | None, started: float,
+                           inputs: int) -> EmbeddingResponse:
+        """A ``success=False`` embeddings response for a call that sent nothing."""
+        return EmbeddingResponse(vectors=[None] * inputs, failed=list(range(inputs)), model=model,
+                                 provider=self.name, success=False, error=message, error_kind=kind,
+                                 latency_ms=(time.perf_counter() - started) * 1000)
+
+    def _embeddings_result(self, outcomes: list[Batch], model: str, started: float) -> EmbeddingResponse:
+        """One response from the batches of a call: vectors in input order, ``None`` where a batch failed."""
+        vectors: list[list[float] | None] = []
+        failed: list[int] = []
+        failures = [b for b in outcomes if b.error is not None]
+        tokens = [b.input_tokens for b in outcomes if b.error is None and b.input_tokens is not None]
+        for batch in outcomes:
+            if batch.vectors is None:
+                vectors += [None] * batch.size
+                failed += range(batch.start, batch.start + batch.size)
+            else:
+                vectors += batch.vectors
+        reported = next((b.model for b in outcomes if b.model), None)
+        input_tokens = sum(tokens) if tokens else None
+        cost = None if input_tokens is None else self._cost((reported, model), Usage(input_tokens, 0), started, None)
+        raws = [b.raw for b in outcomes]
+        response = EmbeddingResponse(
+            vectors=vectors, model=reported or model, provider=self.name, success=not failures,
+            input_tokens=input_tokens, cost_usd=cost, latency_ms=(time.perf_counter() - started) * 1000,
+            raw_response=raws[0] if len(raws) == 1 else raws, failed=failed, batches=len(outcomes),
+            warnings=[w for b in outcomes for w in b.warnings],
+            request_id=next((b.request_id for b in outcomes if b.request_id), None),
+        )
+        if failures:
+            first = failures[0]
+            if len(outcomes) == 1:
+                error = first.error
+            else:
+                shown = "; ".join(f"inputs {b.start}-{b.start + b.size - 1}: {b.error}" for b in failures[:3])
+                more = f"; and {len(failures) - 3} more" if len(failures) > 3 else ""
+                error = f"{len(failures)} of {len(outcomes)} batches failed: {shown}{more}"
+            response.error, response.error_kind, response.status_code = error, first.kind, first.status_code
+            response.error_message, response.error_code = first.error_message, first.error_code
+        return response
+
     def _finish(self, *, content: str, model: str | None, requested: str, usage: Usage, finish_reason: Any,
                 started: float, status_code: int | None, raw: Any, reasoning: str | None = None,
                 billed: float | None = None, warnings: list[str] | None = None,
-                tool_calls: list[ToolCall] | None = None,
-                thinking: list[dict[str, Any]] | None = None, request_id: str | None = None) -> CompletionResponse:
+                tool_calls: list[ToolCall] | None = None, thinking: list[dict[str, Any]] | None = None,
+                request_id: str | None = None, service_tier: str | None = None) -> CompletionResponse:
         """A successful response, costed: the provider's billed cost if it reports one, else the price table."""
         native = short(finish_reason)
+        if self.compiled.lifecycle and (notice := self._lifecycle_warning(requested)) is not None:
+            warnings = [notice, *(warnings or [])]
         return CompletionResponse(
             content=content, reasoning=reasoning, model=model or requested, provider=self.name, success=True,
             status_code=status_code, finish_reason=unified_finish(self.compiled, native, bool(tool_calls)),
             native_finish_reason=native, tool_calls=tool_calls or [], thinking=thinking or [], request_id=request_id,
             input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
             cached_input_tokens=usage.cached_input_tokens, cache_write_tokens=usage.cache_write_tokens,
-            reasoning_tokens=usage.reasoning_tokens,
-            cost_usd=billed if billed is not None else self._cost((model, requested), usage),
+            reasoning_tokens=usage.reasoning_tokens, cache_write_1h_tokens=usage.cache_write_1h_tokens,
+            service_tier=service_tier,
+            cost_usd=billed if billed is not None else self._cost((model, requested), usage, started, service_tier),
             latency_ms=(time.perf_counter() - started) * 1000, raw_response=raw, warnings=warnings or [],
         )
 
@@ -338,6 +464,8 @@ class HTTPProvider(LLMProvider):
     async def complete(self, request: CompletionRequest, options: CallOptions | None = None) -> CompletionResponse:
         started = time.perf_counter()
         model = resolve_model(self.compiled, request.model)
+        if self.compiled.lifecycle and (retired := self._retired(model)) is not None:
+            return self._failure(retired, ErrorKind.NOT_FOUND, model=model, started=started)
         try:
             prepared, http_request, policy, timeout = self._call(request, options, stream=False)
         except InvalidRequestError as exc:
@@ -391,10 +519,117 @@ class HTTPProvider(LLMProvider):
                             requested=model, usage=extracted.usage, finish_reason=extracted.finish_reason,
                             started=started, billed=extracted.cost, status_code=status, raw=payload,
                             warnings=extracted.warnings, tool_calls=extracted.tool_calls,
-                            thinking=extracted.thinking, request_id=self._request_id(payload, headers))
+                            thinking=extracted.thinking, request_id=self._request_id(payload, headers),
+                            service_tier=extracted.service_tier)
 
     def stream_complete(self, request: CompletionRequest, options: CallOptions | None = None) -> AsyncStream:
         return AsyncStream(lambda result: self._stream(request, options, result))
+
+    def render_embeddings(self, request: EmbeddingRequest) -> list[HTTPRequest]:
+        """The exact HTTP requests an embeddings call would send, one per batch."""
+        model = resolve_embedding_model(self.compiled, request.model)
+        check_embedding_request(self.compiled, model, request)
+        return [render_embeddings(self.prepared, request, inputs, model)
+                for _, inputs in batches(request.inputs, self._batch_size(model))]
+
+    def _batch_size(self, model: str) -> int:
+        embeddings = self.spec.embeddings
+        assert embeddings is not None
+        return embeddings.model_max_batch.get(model, embeddings.max_batch)
+
+    async def embed(self, request: EmbeddingRequest, options: CallOptions | None = None) -> EmbeddingResponse:
+        started = time.perf_counter()
+        if self.spec.embeddings is None:
+            return await super().embed(request, options)
+        try:
+            model = resolve_embedding_model(self.compiled, request.model)
+            check_embedding_request(self.compiled, model, request)
+        except InvalidRequestError as exc:
+            return self._embedding_failure(str(exc), ErrorKind.INVALID_REQUEST, model=request.model,
+                                           started=started, inputs=len(request.inputs))
+        prepared, policy, timeout = self.prepared, self.policy, None
+        if options is not None:
+            if options.api_key is not None or options.base_url is not None:
+                prepared = self._prepared_for(options.api_key, options.base_url)
+            if options.max_retries is not None:
+                policy = RetryPolicy(options.max_retries, policy.initial_delay, policy.max_delay)
+            timeout = options.timeout
+        gate = asyncio.Semaphore(self.settings.embed_concurrency)
+
+        async def one(start: int, inputs: list[str]) -> Batch:
+            async with gate:
+                return await self._embed_batch(prepared, request, model, start, inputs, policy, timeout, options)
+
+        outcomes = await asyncio.gather(*(one(start, inputs)
+                                          for start, inputs in batches(request.inputs, self._batch_size(model))))
+        return self._embeddings_result(list(outcomes), model, started)
+
+    async def _embed_batch(self, prepared: Prepared, request: EmbeddingRequest, model: str, start: int,
+                           inputs: list[str], policy: RetryPolicy, timeout: float | None,
+                           options: CallOptions | None) -> Batch:
+        batch = Batch(start, len(inputs))
+        try:
+            http_request = render_embeddings(prepared, request, inputs, model)
+            if options is not None and options.headers:
+                http_request.headers.update(options.headers)
+            prepared = await self._authorize(prepared, http_request)
+            response = await send(self.client, http_request, policy, timeout=timeout)
+        except InvalidRequestError as exc:
+            batch.error, batch.kind = str(exc), ErrorKind.INVALID_REQUEST
+            return batch
+        except ProviderError as exc:  # SendError, or an auth hook that failed
+            batch.error, batch.kind = scrub(exc.message, prepared.secrets), exc.kind
+            return batch
+        batch.status_code = status = response.status_code
+        try:
+            body = await read_body(response, self.limits.max_response_bytes)
+        except (LimitExceeded, UnsupportedEncoding) as exc:
+            batch.error, batch.kind = str(exc), ErrorKind.INVALID_RESPONSE
+            return batch
+        except httpx.TransportError as exc:
+            batch.error, batch.kind = f"connection lost reading the body: {describe(exc)}", ErrorKind.CONNECTION
+            return batch
+        finally:
+            await response.aclose()
+        batch.request_id = self._request_id(None, response.headers)
+        if status >= 300:
+            failure = http_error(self.compiled, status, body, prepared.secrets, self.limits)
+            if failure.kind is ErrorKind.AUTH and self._auth is not None:
+                self._auth.forget()
+            batch.error, batch.kind, batch.raw = failure.error, failure.kind, failure.payload
+            batch.error_message, batch.error_code = failure.message, failure.code
+            return batch
+        try:
+            payload = parse_body(body, self.limits, prepared.secrets)
+        except (ValueError, LimitExceeded) as exc:
+            batch.error = str(exc) if isinstance(exc, LimitExceeded) else \
+                f"response is not valid JSON: {body_snippet(body)!r}"
+            batch.kind = ErrorKind.INVALID_RESPONSE
+            return batch
+        batch.raw = payload
+        refused = failed_envelope(self.compiled, payload, status) if self.compiled.failed_when else None
+        if refused is not None:
+            batch.error, batch.kind = refused.error, refused.kind
+            batch.error_message, batch.error_code = refused.message, refused.code
+            return batch
+        try:
+            if self.compiled.reads_headers:
+                with reading_headers(response.headers):
+                    found = extract_embeddings(self.compiled, payload, len(inputs))
+            else:
+                found = extract_embeddings(self.compiled, payload, len(inputs))
+        except BadVectors as exc:
+            message, error_type = error_details(self.compiled, payload)
+            if message:  # a 2xx with no vectors but an error message: the call failed
+                batch.error = format_error(status, message, error_type)
+                batch.kind = kind_for(self.compiled, error_type, None, message)
+                batch.error_message, batch.error_code = message, error_type
+            else:
+                batch.error, batch.kind = f"invalid embeddings reply: {exc}", ErrorKind.INVALID_RESPONSE
+            return batch
+        batch.vectors, batch.model, batch.input_tokens = found.vectors, found.model, found.input_tokens
+        batch.warnings = found.warnings
+        return batch
 
     async def _stream(self, request: CompletionRequest, options: CallOptions | None,
                       result: AsyncStream) -> AsyncGenerator[Any, None]:
@@ -403,6 +638,12 @@ class HTTPProvider(LLMProvider):
         if self.compiled.stream is None:  # the provider cannot stream: one delta with the whole text
             result.response = await self.complete(request, options)
             for item in result.emit(_whole(result.response)):
+                yield item
+            return
+        retired = self._retired(model) if self.compiled.lifecycle else None
+        if retired is not None:
+            result.response = self._failure(retired, ErrorKind.NOT_FOUND, model=model, started=started)
+            for item in result.emit([StreamEvent("end", response=result.response)]):
                 yield item
             return
         try:
@@ -517,4 +758,5 @@ class HTTPProvider(LLMProvider):
                             requested=model, usage=usage, finish_reason=values.get("finish_reason"),
                             billed=billed(values.get("cost"), warnings), warnings=warnings,
                             started=started, status_code=status, raw=state.events,
-                            tool_calls=state.tool_calls(), thinking=state.thinking(), request_id=request_id)
+                            tool_calls=state.tool_calls(), thinking=state.thinking(), request_id=request_id,
+                            service_tier=tier_name(values.get("service_tier")))

@@ -45,7 +45,7 @@ class Registry:
         self._specs: dict[str, ProviderSpec] = {}
         self._compiled: dict[str, CompiledProvider] = {}
         self._prices: PriceTable | None = None
-        self._owners: dict[str, set[str]] | None = None
+        self._owners: tuple[dict[str, set[str]], dict[str, set[str]]] | None = None
 
     @property
     def settings(self) -> Settings:
@@ -105,17 +105,25 @@ class Registry:
             self._specs[name] = spec
         return self._specs[name]
 
-    def _key_owners(self) -> dict[str, set[str]]:
-        """Env variable -> the providers whose files name it as their key (``auth.env``)."""
+    def _key_owners(self) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+        """Env variable -> the providers whose files name it as their key (``auth.env``), and -> the providers
+        whose bundled files do (bundled files may share a key: two APIs of one vendor)."""
         if self._owners is None:
             owners: dict[str, set[str]] = {}
+            bundled: dict[str, set[str]] = {}
+            home = bundled_path("providers.d").resolve()
             for provider, layers in self.found.items():
-                auth = layers[-1].data.get("auth")
-                envs = auth.get("env") if isinstance(auth, dict) else None
-                for env in envs if isinstance(envs, list) else []:
-                    if isinstance(env, str):
-                        owners.setdefault(env, set()).add(provider)
-            self._owners = owners
+                for layer in layers:
+                    auth = layer.data.get("auth")
+                    envs = auth.get("env") if isinstance(auth, dict) else None
+                    for env in envs if isinstance(envs, list) else []:
+                        if not isinstance(env, str):
+                            continue
+                        if layer is layers[-1]:
+                            owners.setdefault(env, set()).add(provider)
+                        if layer.path.resolve().parent == home:
+                            bundled.setdefault(env, set()).add(provider)
+            self._owners = owners, bundled
         return self._owners
 
     def _env_problems(self, spec: ProviderSpec, chain: list[ProviderSource]) -> list[tuple[tuple[str | int, ...], str]]:
@@ -127,11 +135,12 @@ class Registry:
         bundled = bundled_path("providers.d").resolve()
         user_file = chain[0].path.resolve().parent != bundled
         problems: list[tuple[tuple[str | int, ...], str]] = []
-        owners = self._key_owners()
+        owners, bundled_owners = self._key_owners()
         reads: list[tuple[tuple[str | int, ...], str]] = [(("auth", "env", i), e) for i, e in enumerate(spec.auth.env)]
         reads += [(("config", key, "env", i), e) for key, var in spec.config.items() for i, e in enumerate(var.env)]
         for key_path, variable in reads:
-            others = sorted(owners.get(variable, set()) - {spec.name})
+            sharing = bundled_owners.get(variable, set())
+            others = sorted(owners.get(variable, set()) - {spec.name} - (sharing if spec.name in sharing else set()))
             if others:
                 problems.append((key_path, f"{variable} is the API key of provider {others[0]!r}; a provider file may "
                                            f"not read another provider's key (use {env_name(spec.name, 'API_KEY')})"))

@@ -20,7 +20,7 @@ from .shapes import write_messages, write_tools
 from .spec import SAMPLING_OPTIONS, ProviderSpec, env_name
 from .templates import limited
 from .trust import refused_address, register_secrets
-from .types import CompletionRequest, HTTPRequest
+from .types import CompletionRequest, EmbeddingRequest, HTTPRequest
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -43,6 +43,7 @@ class Prepared:
     secret_params: frozenset[str]
     secrets: tuple[str, ...] = ()  # the key and secret config values, masked wherever they appear
     limits: Limits = DEFAULT
+    embeddings_base_url: str = ""  # the embeddings' API root: base_url unless the file names its own
 
     def __repr__(self) -> str:
         return f"Prepared(provider={self.compiled.name!r}, base_url={self.base_url!r})"
@@ -137,14 +138,19 @@ def prepare(compiled: CompiledProvider, settings: Settings) -> Prepared:
                           f"space in {' or '.join(spec.key_env)})")
     secrets = tuple(s for s in (api_key, *config.secrets) if s and len(s) >= 4)
     context = {"api_key": api_key or "", "config": config, "options": compiled.options}
-    base_url = settings.base_urls.get(spec.name) or settings.env(env_name(spec.name, "BASE_URL"))
+    override = settings.base_urls.get(spec.name) or settings.env(env_name(spec.name, "BASE_URL"))
+    base_url = override
     if not base_url and compiled.base_url is not None:
         base_url = _render_text(compiled, compiled.base_url, context, "base_url")
     base_url = (base_url or "").rstrip("/")
-    if not settings.allow_link_local:
-        reason = refused_address(urlsplit(base_url).hostname or "")
+    embeddings_base_url = base_url
+    if not override and compiled.embeddings is not None and compiled.embeddings.base_url is not None:
+        embeddings_base_url = _render_text(compiled, compiled.embeddings.base_url, context,
+                                           "embeddings.base_url").rstrip("/")
+    for url in {base_url, embeddings_base_url}:
+        reason = None if settings.allow_link_local else refused_address(urlsplit(url).hostname or "")
         if reason is not None:
-            raise ConfigError(f"provider {spec.name!r}: base URL {base_url!r} refused: {reason} "
+            raise ConfigError(f"provider {spec.name!r}: base URL {url!r} refused: {reason} "
                               "(set GENAI_ALLOW_LINK_LOCAL=true to allow)")
     # A header or query value that renders empty is left out: optional headers are a template away.
     headers = {k: v for k, r in compiled.headers.items() if (v := _render_text(compiled, r, context,
@@ -173,7 +179,7 @@ def prepare(compiled: CompiledProvider, settings: Settings) -> Prepared:
     register_secrets(secrets)
     limits = settings.limits
     return Prepared(compiled, base_url, headers, auth_params, config, api_key, secret_headers, secret_params,
-                    secrets, DEFAULT if limits == DEFAULT else limits)
+                    secrets, DEFAULT if limits == DEFAULT else limits, embeddings_base_url)
 
 
 def resolve_model(compiled: CompiledProvider, model: str | None) -> str:
@@ -248,6 +254,8 @@ def render(prepared: Prepared, request: CompletionRequest, stream: bool | None =
     compiled = prepared.compiled
     stream = request.stream if stream is None else stream
     model = resolve_model(compiled, request.model)
+    if compiled.path is None:
+        raise refusal(compiled, model, "chat completions", "its provider file has only embeddings")
     check_capabilities(compiled, model, request)
     try:
         written = write_messages(compiled.messages, request.messages)
@@ -290,10 +298,21 @@ def _render(prepared: Prepared, context: dict[str, Any], stream: bool) -> HTTPRe
     compiled = prepared.compiled
     path_template = compiled.stream_path if stream and compiled.stream_path is not None else compiled.path
     assert path_template is not None
-    path = _render_text(compiled, path_template, context, "request.path")
-    url = prepared.base_url + path
     queries = {**compiled.query, **compiled.stream_query} if stream else compiled.query
-    params = {k: v for k, r in queries.items() if (v := _render_text(compiled, r, context, f"request.query.{k}"))}
+    url, secret_params = _url(prepared, path_template, queries, context, "request")
+    content = b"" if compiled.body is None else _body(prepared, compiled.body, compiled.body_is_json, context,
+                                                      "request.body")
+    return HTTPRequest(compiled.spec.request.method if compiled.spec.request else "POST", url,
+                       dict(prepared.headers), content, prepared.secret_headers, secret_params)
+
+
+def _url(prepared: Prepared, path_template: Render, queries: Mapping[str, Render], context: Mapping[str, Any],
+         section: str, base_url: str | None = None) -> tuple[str, frozenset[str]]:
+    """The URL (base URL, rendered path and query, auth query values) and the query names that carry secrets."""
+    compiled = prepared.compiled
+    root = prepared.base_url if base_url is None else base_url
+    url = root + _render_text(compiled, path_template, context, f"{section}.path")
+    params = {k: v for k, r in queries.items() if (v := _render_text(compiled, r, context, f"{section}.query.{k}"))}
     secret_params = prepared.secret_params
     if params and prepared.secrets:
         carrying = {k for k, v in params.items() if any(s in v for s in prepared.secrets)}
@@ -301,27 +320,71 @@ def _render(prepared: Prepared, context: dict[str, Any], stream: bool) -> HTTPRe
     params.update(prepared.auth_params)
     if params:
         url += ("&" if "?" in url else "?") + urlencode(params)
-    content = b""
-    if compiled.body is not None:
+    return url, secret_params
+
+
+def _body(prepared: Prepared, template: Render, is_json: bool, context: Mapping[str, Any], key: str) -> bytes:
+    """A rendered JSON body, checked and within the request size limit."""
+    compiled = prepared.compiled
+    try:
+        text = template(context)
+    except Exception as exc:  # whatever a template raises is the template's fault, reported with its line
+        raise render_error(compiled, key, exc) from exc
+    if not is_json:
         try:
-            text = compiled.body(context)
-        except Exception as exc:  # whatever a template raises is the template's fault, reported with its line
-            raise render_error(compiled, "request.body", exc) from exc
-        if not compiled.body_is_json:
-            try:
-                json.loads(text)
-            except ValueError as exc:
-                raise render_error(compiled, "request.body", TemplateRenderError(
-                    f"rendered invalid JSON ({exc}): {text[:200]!r}")) from exc
-        try:
-            content = text.encode()
-        except UnicodeEncodeError:  # lone surrogates: send them as the JSON escapes they decode from
-            content = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode()
-        if len(content) > prepared.limits.max_request_bytes:
-            raise render_error(compiled, "request.body", LimitExceeded(
-                "max_request_bytes", prepared.limits.max_request_bytes, f"the request body ({len(content):,} bytes)"))
-    return HTTPRequest(compiled.spec.request.method if compiled.spec.request else "POST", url,
-                       dict(prepared.headers), content, prepared.secret_headers, secret_params)
+            json.loads(text)
+        except ValueError as exc:
+            raise render_error(compiled, key, TemplateRenderError(
+                f"rendered invalid JSON ({exc}): {text[:200]!r}")) from exc
+    try:
+        content = text.encode()
+    except UnicodeEncodeError:  # lone surrogates: send them as the JSON escapes they decode from
+        content = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode()
+    if len(content) > prepared.limits.max_request_bytes:
+        raise render_error(compiled, key, LimitExceeded(
+            "max_request_bytes", prepared.limits.max_request_bytes, f"the request body ({len(content):,} bytes)"))
+    return content
+
+
+def render_embeddings(prepared: Prepared, request: EmbeddingRequest, inputs: list[str], model: str) -> HTTPRequest:
+    """The HTTP request of one batch of an embeddings call (``inputs``: the batch's texts)."""
+    compiled = prepared.compiled
+    embeddings = compiled.embeddings
+    assert embeddings is not None and compiled.spec.embeddings is not None
+    context = {
+        "model": model, "inputs": inputs, "dimensions": request.dimensions, "input_type": request.input_type,
+        "user": request.user, "extra": request.extra, "options": compiled.options_for(model),
+        "config": prepared.config,
+    }
+    with limited(prepared.limits):
+        url, secret_params = _url(prepared, embeddings.path, embeddings.query, context, "embeddings",
+                                  prepared.embeddings_base_url or prepared.base_url)
+        content = _body(prepared, embeddings.body, embeddings.body_is_json, context, "embeddings.body")
+    return HTTPRequest(compiled.spec.embeddings.method, url, dict(prepared.headers), content,
+                       prepared.secret_headers, secret_params)
+
+
+def resolve_embedding_model(compiled: CompiledProvider, model: str | None) -> str:
+    """The model an embeddings call uses: the request's (aliases resolved), else ``embeddings.default_model``."""
+    spec = compiled.spec
+    model = model or (spec.embeddings.default_model if spec.embeddings else None)
+    if not model:
+        raise ConfigError(f"no model given and provider {spec.name!r} has no embeddings.default_model")
+    return spec.resolve_alias(model)
+
+
+def check_embedding_request(compiled: CompiledProvider, model: str, request: EmbeddingRequest) -> None:
+    """Refuse, before anything is sent, an embeddings call the provider or model cannot take."""
+    spec = compiled.spec
+    if spec.embeddings is None:
+        raise refusal(compiled, model, "embeddings", "its provider file has no embeddings section")
+    listed = next((m for m in spec.models if m.id == model), None)
+    if listed is not None and listed.kind != "embedding":
+        raise refusal(compiled, model, "embeddings", f"it is a {listed.kind} model, not an embedding model")
+    lacks = [name for name in ("dimensions", "input_type", "user")
+             if getattr(request, name) is not None and name not in spec.embeddings.takes]
+    if lacks:
+        raise refusal(compiled, model, ", ".join(lacks), "its provider file's embeddings.takes")
 
 
 def with_placeholders(spec: ProviderSpec, settings: Settings, *, key: str = "placeholder-key",
@@ -333,7 +396,10 @@ def with_placeholders(spec: ProviderSpec, settings: Settings, *, key: str = "pla
 
     notes: list[str] = []
     update: dict[str, Any] = {}
-    if spec.auth.type != "none" and (force or settings.api_key(spec.name, spec.key_env) is None):
+    if spec.auth.type == "hook":
+        notes.append(f"{spec.auth.header} comes from the auth hook ({spec.auth.hook}) when a call is made; "
+                     "shown as ***")
+    elif spec.auth.type != "none" and (force or settings.api_key(spec.name, spec.key_env) is None):
         update["api_keys"] = {**settings.api_keys, spec.name: SecretStr(key)}
         notes.append(f"no API key set ({' or '.join(spec.key_env)}); a placeholder is used, shown as ***")
     given = {} if force else settings.provider_config.get(spec.name, {})

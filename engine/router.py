@@ -19,19 +19,20 @@ import random
 import time
 from collections import defaultdict, deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from .errors import ConfigError, ErrorKind
-from .types import CompletionResponse, StreamEvent
+from .types import CompletionResponse, EmbeddingResponse, StreamEvent
 
 if TYPE_CHECKING:
     from .provider import AsyncStream
 
 FALLBACK_KINDS = (ErrorKind.RATE_LIMIT, ErrorKind.SERVER, ErrorKind.TIMEOUT, ErrorKind.CONNECTION)
 
-Call = Callable[..., Awaitable[CompletionResponse]]  # (model, messages, **options) -> response
+Reply = TypeVar("Reply", CompletionResponse, EmbeddingResponse)
+Call = Callable[..., Awaitable[Reply]]  # (model, messages or inputs, **options) -> response
 Open = Callable[..., "AsyncStream"]  # (model, messages, **options) -> a stream
 
 
@@ -219,14 +220,16 @@ class Router:
         ready = [d for d in deployments if d.id not in cooling]
         return ready, (min(cooling.values()) if not ready else 0.0)
 
-    def _all_cooling(self, route: Route, wait: float, started: float) -> CompletionResponse:
-        return CompletionResponse(
+    def _all_cooling(self, route: Route, wait: float, started: float,
+                     reply: type[Reply] = CompletionResponse) -> Reply:  # type: ignore[assignment]
+        return reply(
             success=False, error_kind=ErrorKind.RATE_LIMIT, model=route.name,
             error=f"route {route.name!r}: every deployment is cooling down after failures; the first is back in "
                   f"{wait:.1f} s", error_code="cooling_down", latency_ms=(time.perf_counter() - started) * 1000,
             raw_response={"route": route.name, "retry_after": round(max(wait, 0.0), 3)})
 
-    async def _failed(self, route: Route, deployment: Deployment, response: CompletionResponse) -> bool:
+    async def _failed(self, route: Route, deployment: Deployment,
+                      response: CompletionResponse | EmbeddingResponse) -> bool:
         """Whether the failure falls back (and is counted against the deployment)."""
         kind = response.error_kind
         if kind is None or kind not in route.fallback_on:
@@ -234,21 +237,31 @@ class Router:
         await self.cooldowns.failed(deployment.id, kind, route.cooldown)
         return True
 
-    async def complete(self, name: str, messages: Any, call: Call, **options: Any) -> CompletionResponse:
+    async def complete(self, name: str, messages: Any, call: Call[CompletionResponse],
+                       **options: Any) -> CompletionResponse:
         """One call on route ``name``; ``call(model, messages, **options)`` is the engine's call function."""
+        return await self._call(name, messages, call, CompletionResponse, options)
+
+    async def embed(self, name: str, inputs: Any, call: Call[EmbeddingResponse], **options: Any) -> EmbeddingResponse:
+        """An embeddings call on route ``name``, with the same fallbacks: a deployment that fails (any batch, with a
+        kind that falls back) is replaced by the next for the whole input, since vectors of two models never mix."""
+        return await self._call(name, inputs, call, EmbeddingResponse, options)
+
+    async def _call(self, name: str, payload: Any, call: Call[Reply], reply: type[Reply],
+                    options: dict[str, Any]) -> Reply:
         route = self.routes[name]
         started = time.perf_counter()
         deployments, wait = await self.order(route)
         if not deployments:
-            return self._all_cooling(route, wait, started)
+            return self._all_cooling(route, wait, started, reply)
         notes: list[str] = []
-        response: CompletionResponse | None = None
+        response: Reply | None = None
         flight = self.in_flight
         last = len(deployments) - 1
         for position, deployment in enumerate(deployments):
             flight[deployment.id] += 1
             try:
-                response = await call(deployment.model, messages, **options, **self.deployment_options(deployment))
+                response = await call(deployment.model, payload, **options, **self.deployment_options(deployment))
             finally:
                 flight[deployment.id] -= 1
             if response.success or not await self._failed(route, deployment, response) or position == last:

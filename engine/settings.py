@@ -37,12 +37,18 @@ class Settings(BaseSettings):
                     "tests that mock httpx set this).",
     )
     max_retries: int = Field(default=2, ge=0, description="Retries on connection errors, 408, 409, 429, 5xx.")
+    embed_concurrency: int = Field(default=4, ge=1, le=64,
+                                   description="Most batches of one embeddings call in flight at once.")
     retry_initial_delay: float = Field(default=0.5, ge=0, description="First backoff delay in seconds.")
     retry_max_delay: float = Field(default=8.0, ge=0, description="Longest backoff delay in seconds.")
     api_keys: dict[str, SecretStr] = Field(default_factory=dict, description="API keys by provider name.")
     base_urls: dict[str, str] = Field(default_factory=dict, description="Base URL overrides by provider name.")
     provider_config: dict[str, dict[str, str]] = Field(
         default_factory=dict, description="Provider config values by provider name (see a file's 'config')."
+    )
+    allow_retired: bool = Field(
+        default=False, description="Send calls to models whose provider has retired them (warning on the response) "
+                                   "instead of failing before sending.",
     )
     allow_link_local: bool = Field(
         default=False, description="Allow calls to link-local and cloud metadata addresses (169.254.0.0/16, "

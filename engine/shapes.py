@@ -2,8 +2,10 @@
 
 A *shape* is a YAML structure whose ``$name`` strings are filled in from a small set of variables
 (``{text: $text}``, ``{functionCall: {name: $name, args: $args}}``); a key whose value comes out
-``null`` is left out, and ``$$`` writes a literal ``$``. Shapes are compiled once into plain Python
-functions, so converting a conversation costs a few microseconds per message.
+``null`` is left out, and ``$$`` writes a literal ``$``. Two directives cover what a plain fill cannot:
+``{$first: [$strict, false]}`` is the first of its shapes that does not come out null (a default), and a
+mapping with ``$when: $name`` comes out null, and so is left out, unless that variable is set. Shapes are
+compiled once into plain Python functions, so converting a conversation costs a few microseconds per message.
 
 `normalize` reads the unified messages into `Turn`\\ s of typed parts (text, image, document,
 tool call, tool result, reasoning); a provider file's ``request.messages`` says how each part and
@@ -34,8 +36,19 @@ _VARIABLE = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
 
 # -- shapes -----------------------------------------------------------------------------------------------
 
+class ShapeError(ValueError):
+    """A shape whose ``$first`` or ``$when`` directive is malformed (reported with the file and key)."""
+
+
 def compile_shape(shape: Shape) -> Filler:
-    """A function filling the shape from a mapping of variables (unknown variables raise ``KeyError``)."""
+    """A function filling the shape from a mapping of variables (unknown variables raise ``KeyError``).
+
+    Raises `ShapeError` for a malformed directive.
+    """
+    if isinstance(shape, Mapping) and "$first" in shape:
+        return _first(shape)
+    if isinstance(shape, Mapping) and "$when" in shape:
+        return _when(shape)
     if isinstance(shape, str):
         if shape.startswith("$$"):
             literal = shape[1:]
@@ -65,6 +78,42 @@ def compile_shape(shape: Shape) -> Filler:
 
         return fill_list
     return lambda _v: shape
+
+
+def _first(shape: Mapping[str, Any]) -> Filler:
+    """``{$first: [a, b, ...]}``: the first of the shapes that does not come out null (``b`` a default for
+    ``a``)."""
+    options = shape["$first"]
+    if len(shape) != 1 or not isinstance(options, list) or not options:
+        raise ShapeError("$first takes a list of shapes and stands alone in its mapping, as in "
+                         "{$first: [$strict, false]}")
+    fills = [compile_shape(option) for option in options]
+
+    def fill_first(v: Mapping[str, Any]) -> Any:
+        for fill in fills:
+            value = fill(v)
+            if value is not None:
+                return value
+        return None
+
+    return fill_first
+
+
+def _when(shape: Mapping[str, Any]) -> Filler:
+    """A mapping with ``$when: $name``: filled only when that variable is set (not null, false or empty), else
+    null, so that its parent leaves it out."""
+    condition = shape["$when"]
+    match = _VARIABLE.match(condition) if isinstance(condition, str) else None
+    if match is None:
+        raise ShapeError(f"$when names one variable, as in {{$when: $text, type: summary_text, text: $text}}; "
+                         f"got {condition!r}")
+    name = match.group(1)
+    fill = compile_shape({key: value for key, value in shape.items() if key != "$when"})
+
+    def fill_when(v: Mapping[str, Any]) -> Any:
+        return fill(v) if v[name] else None
+
+    return fill_when
 
 
 def shape_variables(shape: Shape) -> set[str]:
@@ -219,7 +268,7 @@ def normalize(messages: Sequence[Mapping[str, Any]]) -> list[Turn]:
             if isinstance(thought, Mapping):
                 kind = "redacted_reasoning" if thought.get("redacted") is not None else "reasoning"
                 parts.append(Part(kind, {"text": thought.get("text"), "signature": thought.get("signature"),
-                                         "redacted": thought.get("redacted")}))
+                                         "redacted": thought.get("redacted"), "id": thought.get("id")}))
         if role == "tool":
             call_id = message.get("tool_call_id")
             if not isinstance(call_id, str):
@@ -283,6 +332,7 @@ class MessageShapes:
     tool_results: str = "separate"
     merge_roles: bool = False
     calls: str = "field"
+    reasoning: str = "parts"
     message: Filler | None = None
     by_role: Mapping[str, Filler] = field(default_factory=dict)
     parts: Mapping[str, Filler] = field(default_factory=dict)
@@ -325,23 +375,30 @@ def write_messages(shapes: MessageShapes, messages: Sequence[Mapping[str, Any]])
         _fit_call_ids(turns, shapes.call_id_length)
     if shapes.message is None:  # OpenAI's own shape: the messages as given, without the engine's keys
         return Written([_clean(t.message, t) for t in turns], system)
+    # Entries: a message to fill ({turns, role, parts, calls}), or an item written already ({item}).
     out: list[dict[str, Any]] = []
     for turn in turns:
         role = shapes.roles.get(turn.role, turn.role)
         thoughts = [w for part in turn.parts if part.kind in _REASONING if (w := _write_part(shapes, part)) is not None]
         written = [_write_part(shapes, part) for part in turn.parts if part.kind not in _REASONING]
         calls = [_write_part(shapes, call) for call in turn.calls]
-        parts = [*thoughts, *written, *(calls if shapes.calls == "parts" else [])]
+        before = thoughts if shapes.reasoning == "items" else []
+        after = calls if shapes.calls == "items" else []
+        parts = [*(thoughts if shapes.reasoning == "parts" else []), *written,
+                 *(calls if shapes.calls == "parts" else [])]
         field_calls = calls if shapes.calls == "field" else []
-        prev = out[-1] if out else None
-        if prev is not None and prev["role"] == role and (shapes.merge_roles or (
-                shapes.tool_results == "merge" and turn.role == "tool" and prev["turns"][-1].role == "tool")):
-            prev["turns"].append(turn)
-            prev["parts"] += parts
-            prev["calls"] += field_calls
-        else:
-            out.append({"turns": [turn], "role": role, "parts": parts, "calls": field_calls})
-    return Written([_fill_message(shapes, entry) for entry in out], system)
+        out += ({"item": item} for item in before)
+        if parts or field_calls or not (before or after):  # a message emptied by items of its own goes
+            prev = out[-1] if out and "item" not in out[-1] else None
+            if prev is not None and prev["role"] == role and (shapes.merge_roles or (
+                    shapes.tool_results == "merge" and turn.role == "tool" and prev["turns"][-1].role == "tool")):
+                prev["turns"].append(turn)
+                prev["parts"] += parts
+                prev["calls"] += field_calls
+            else:
+                out.append({"turns": [turn], "role": role, "parts": parts, "calls": field_calls})
+        out += ({"item": item} for item in after)
+    return Written([entry["item"] if "item" in entry else _fill_message(shapes, entry) for entry in out], system)
 
 
 def _write_part(shapes: MessageShapes, part: Part) -> Any:

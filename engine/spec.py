@@ -9,6 +9,7 @@ value wins).
 from __future__ import annotations
 
 import datetime
+import itertools
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -53,6 +54,9 @@ class ModelInfo(_Strict):
     """One model the provider serves."""
 
     id: str = Field(description="The model id as the API expects it (what the body template gets as `model`).")
+    kind: Literal["chat", "embedding"] = Field(
+        default="chat", description="`chat` (completions) or `embedding` (vectors, through the file's `embeddings`).",
+    )
     aliases: list[str] = Field(default=[], description="Other names that resolve to this id, such as dated snapshots.")
     context_window: int | None = Field(
         default=None, gt=0, description="Most tokens (input plus output) the model accepts; informational.",
@@ -69,6 +73,43 @@ class ModelInfo(_Strict):
         default=Capabilities(), description="What this model can take, where it differs from the provider's "
                                             "`capabilities`.",
     )
+    deprecated: datetime.date | None = Field(
+        default=None, description="When the provider announced the model's end (its deprecation notice). Calls "
+                                  "still work, with a warning on the response.",
+    )
+    retired: datetime.date | None = Field(
+        default=None, description="The day the provider stops serving the model (00:00 UTC). From then on a call "
+                                  "fails before anything is sent (`not_found`), unless `retired_calls` is `warn` "
+                                  "or the setting `allow_retired` is on.",
+    )
+    retired_calls: Literal["fail", "warn"] = Field(
+        default="fail", description="What a call does once the model is retired: `fail` when the provider removed "
+                                    "it; `warn` when the provider still answers (with its replacement, say) and the "
+                                    "call should go out with a warning.",
+    )
+    replacement: str | None = Field(
+        default=None, description="The model the provider recommends instead; named in the warning and the error.",
+    )
+    notice: str | None = Field(default=None, description="The provider's notice (URL) that gives the dates.")
+    prompt_caching: bool | None = Field(
+        default=None, description="`false`: the model never reads from a prompt cache, so `genai check` does not "
+                                  "ask for a `cached_input` price (it does for models of a provider whose replies "
+                                  "report cached tokens).",
+    )
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> ModelInfo:
+        if self.deprecated is not None and self.retired is not None and self.retired < self.deprecated:
+            raise ValueError("'retired' is before 'deprecated'")
+        return self
+
+    def lifecycle(self, today: datetime.date) -> str | None:
+        """``retired``, ``deprecated`` or ``None`` (current) on a day."""
+        if self.retired is not None and today >= self.retired:
+            return "retired"
+        if self.deprecated is not None and today >= self.deprecated:
+            return "deprecated"
+        return None
 
 
 OptionType = Literal["string", "integer", "number", "boolean", "object", "array"]
@@ -188,9 +229,16 @@ class MessagesSpec(_Strict):
     merge_roles: bool = Field(
         default=False, description="Consecutive messages of one (renamed) role become one, their parts joined.",
     )
-    calls: Literal["field", "parts"] = Field(
-        default="field", description="Where an assistant's tool calls go: the message's `$tool_calls`, or among "
-                                     "its `$parts`.",
+    calls: Literal["field", "parts", "items"] = Field(
+        default="field", description="Where an assistant's tool calls go: the message's `$tool_calls`, among "
+                                     "its `$parts`, or (`items`) each an entry of the list of its own, after the "
+                                     "message (APIs whose conversation is a flat list of typed items).",
+    )
+    reasoning: Literal["parts", "items"] = Field(
+        default="parts", description="Where replayed reasoning goes: first among the message's `$parts`, or "
+                                     "(`items`) each block an entry of the list of its own, before the message. A "
+                                     "message left with nothing once its calls and reasoning are items is not "
+                                     "written.",
     )
     message: Any = Field(
         default=None, description="The shape of one message. Variables: `$role`, `$content` (the text when the "
@@ -208,9 +256,10 @@ class MessagesSpec(_Strict):
                                 "`document`, `document_url`: the same plus `$filename`, `$name`. `tool_call`: "
                                 "`$id`, `$name`, `$arguments` (JSON text), `$args` (its object), `$signature`. "
                                 "`tool_result`: `$id`, `$name`, `$content` (text), `$value` (parsed when JSON), "
-                                "`$object` (`$value`, or `{output: $value}`), `$is_error`. `reasoning`: `$text`, "
-                                "`$signature`; `redacted_reasoning`: `$redacted`. Images and documents given as "
-                                "data also have `$data_url`.",
+                                "`$object` (`$value`, or `{output: $value}`), `$is_error`. `reasoning` (a block "
+                                "with text) and `redacted_reasoning` (a block with opaque data): `$text`, "
+                                "`$signature`, `$redacted`, `$id`. Images and documents given as data also have "
+                                "`$data_url`.",
     )
     call_id_length: int | None = Field(
         default=None, gt=0, description="The API takes tool call ids of exactly this many letters and digits: "
@@ -285,9 +334,15 @@ class ToolCallSpec(ItemsSpec):
 class ThinkingSpec(ItemsSpec):
     """Where reasoning blocks the API needs replayed are (text with a signature, or redacted data)."""
 
-    text: PathSpec | None = Field(default=None, description="Path of the block's reasoning text.")
+    text: PathSpec | None = Field(
+        default=None, description="Path of the block's reasoning text; several matches are joined.",
+    )
     signature: PathSpec | None = Field(default=None, description="Path of the block's signature.")
     redacted: PathSpec | None = Field(default=None, description="Path of a redacted block's opaque data.")
+    id: PathSpec | None = Field(
+        default=None, description="Path of the block's id, for an API that wants it back with the block (`$id` "
+                                  "in the reasoning shapes).",
+    )
 
 
 class _ReplyFields(_Strict):
@@ -304,10 +359,69 @@ class _ReplyFields(_Strict):
         default=None, description="Path of the input tokens written to the prompt cache.",
     )
     reasoning_tokens: PathSpec | None = Field(default=None, description="Path of the reasoning token count.")
+    cache_write_1h_tokens: PathSpec | None = Field(
+        default=None, description="Path of the input tokens written to the cache with a one-hour lifetime, a part "
+                                  "of `cache_write_tokens` that a price may bill apart (`cache_write_1h`).",
+    )
+    service_tier: PathSpec | None = Field(
+        default=None, description="Path of the service tier the provider says served the call (`flex`, "
+                                  "`priority`, ...); a price may bill it apart (`service_tiers`).",
+    )
     cost: PathSpec | None = Field(
         default=None, description="Path of the call's cost in USD as the provider bills it; used instead of the "
                                   "price table when present (e.g. OpenRouter's usage.cost).",
     )
+
+
+EmbeddingOption = Literal["dimensions", "input_type", "user"]
+
+
+class EmbeddingsResponseSpec(_Strict):
+    """Where the vectors and usage are in an embeddings response."""
+
+    vectors: PathSpec = Field(description="Path of the vectors: each match is one input's vector (a list of "
+                                          "numbers), in the order of the inputs unless `index` says otherwise.")
+    index: PathSpec | None = Field(
+        default=None, description="Path, matched alongside `vectors`, of each vector's input index (for APIs whose "
+                                  "items say which input they answer).",
+    )
+    model: PathSpec | None = Field(default=None, description="Path of the model that answered.")
+    input_tokens: PathSpec | None = Field(
+        default=None, description="Path of the input token count; several matches (a count per input) are summed.",
+    )
+
+
+class EmbeddingsSpec(_Strict):
+    """The embeddings operation: turning texts into vectors, next to chat in the same file (same base URL, auth,
+    config and errors)."""
+
+    base_url: str | None = Field(
+        default=None, description="Text template of the API root for embeddings, where it is not `base_url`; an "
+                                  "override of the provider's base URL (`GENAI_<PROVIDER>_BASE_URL`) applies to both.",
+    )
+    path: str = Field(description="Path template appended to the base URL; values are percent-encoded.")
+    method: Literal["POST", "GET", "PUT"] = Field(default="POST", description="HTTP method.")
+    query: dict[str, str] = Field(default={}, description="Query parameters: name to text template.")
+    body: str = Field(
+        description="Body template; renders JSON. It gets `inputs` (the texts of one batch), `model`, `dimensions`, "
+                    "`input_type` (`query`, `document`, `classification`, `clustering` or none), `user`, `extra`, "
+                    "`options` and `config`.",
+    )
+    default_model: str | None = Field(
+        default=None, description="The embedding model used when a call names only the provider.",
+    )
+    max_batch: int = Field(
+        default=1, ge=1, le=100_000,
+        description="Most inputs in one request: longer lists are split into batches and sent concurrently.",
+    )
+    model_max_batch: dict[str, Annotated[int, Field(ge=1, le=100_000)]] = Field(
+        default={}, description="Models whose batch limit differs from `max_batch` (model id to most inputs).",
+    )
+    takes: list[EmbeddingOption] = Field(
+        default=[], description="The options the API takes (`dimensions`: shorter vectors; `input_type`; `user`); "
+                                "a call with another is refused before anything is sent.",
+    )
+    response: EmbeddingsResponseSpec = Field(description="Where the vectors and usage are in a response body.")
 
 
 class ResponseSpec(_ReplyFields):
@@ -446,25 +560,255 @@ class StreamSpec(_Strict):
         return self
 
 
-class Price(_Strict):
-    """USD per million tokens for one model."""
+# Prices are USD per million tokens. Anything above this is a mistake (a price per billion, a misplaced point):
+# the dearest model of any provider costs a few hundred.
+MAX_PRICE = Decimal(10_000)
+MAX_TOKENS_THRESHOLD = 10**10
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+RATE_FIELDS: tuple[str, ...] = ("input", "output", "cached_input", "cache_write", "cache_write_1h")
+_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
 
-    input: Decimal = Field(ge=0, description="USD per million uncached input tokens.")
-    output: Decimal = Field(ge=0, description="USD per million output tokens (reasoning included).")
+
+def price_value(value: Any) -> Any:
+    """A price as written, made exact: YAML gives floats, and str() keeps the written digits (0.59 stays 0.59)."""
+    return str(value) if isinstance(value, float) else value
+
+
+def check_price(value: Decimal | None) -> Decimal | None:
+    if value is not None and not (value.is_finite() and 0 <= value <= MAX_PRICE):
+        raise ValueError(f"a price is USD per million tokens, from 0 to {MAX_PRICE:,}; got {value}")
+    return value
+
+
+def hour_range(text: str) -> tuple[int, int]:
+    """``"01:00-04:00"`` as seconds of the day, start included, end excluded; ``ValueError`` when malformed."""
+    match = _HOURS.match(text)
+    if not match:
+        raise ValueError(f"hours are 'HH:MM-HH:MM' in UTC, such as '01:00-04:00'; got {text!r}")
+    h1, m1, h2, m2 = map(int, match.groups())
+    start, end = h1 * 3600 + m1 * 60, h2 * 3600 + m2 * 60
+    if end > 86400:
+        raise ValueError(f"{text!r} ends after 24:00")
+    if end <= start:
+        raise ValueError(f"{text!r} ends before it starts: split a range past midnight in two, "
+                         "'22:00-24:00' and '00:00-02:00' (with the next day's `days`)")
+    return start, end
+
+
+class _Rates(_Strict):
+    input: Decimal | None = Field(default=None, description="USD per million uncached input tokens.")
+    output: Decimal | None = Field(default=None, description="USD per million output tokens (reasoning included).")
     cached_input: Decimal | None = Field(
-        default=None, ge=0, description="USD per million input tokens read from the cache (default: `input`).",
+        default=None, description="USD per million input tokens read from the cache.",
     )
     cache_write: Decimal | None = Field(
-        default=None, ge=0, description="USD per million input tokens written to the cache (default: `input`).",
+        default=None, description="USD per million input tokens written to the cache (the default lifetime).",
+    )
+    cache_write_1h: Decimal | None = Field(
+        default=None, description="USD per million input tokens written to the cache with a one-hour lifetime.",
+    )
+
+    @field_validator(*RATE_FIELDS, mode="before")
+    @classmethod
+    def _exact(cls, value: Any) -> Any:
+        return price_value(value)
+
+    @field_validator(*RATE_FIELDS)
+    @classmethod
+    def _sane(cls, value: Decimal | None) -> Decimal | None:
+        return check_price(value)
+
+    def rates(self) -> dict[str, Decimal]:
+        """The rates this entry sets."""
+        return {name: value for name in RATE_FIELDS if (value := getattr(self, name)) is not None}
+
+
+class PriceTier(_Rates):
+    """The rates of a prompt past a size. The provider bills the whole request at them (a cliff): every input,
+    cached and output token, not only the tokens past the threshold. The prompt size counts every input
+    token, cache reads and writes included. Rates a tier leaves out stay as they are; of several tiers, the
+    highest the prompt reaches applies. Give `above` or `at_least`, the rule the provider states."""
+
+    above: int | None = Field(
+        default=None, gt=0, le=MAX_TOKENS_THRESHOLD,
+        description="The tier applies to a prompt of more than this many tokens (200,000 reaches it at 200,001).",
+    )
+    at_least: int | None = Field(
+        default=None, gt=0, le=MAX_TOKENS_THRESHOLD,
+        description="The tier applies to a prompt of at least this many tokens (200,000 reaches it at 200,000).",
+    )
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> PriceTier:
+        if (self.above is None) == (self.at_least is None):
+            raise ValueError("a tier takes one threshold: 'above' (more than N prompt tokens) or 'at_least'")
+        if not self.rates():
+            raise ValueError("a tier needs at least one rate (input, output, cached_input, ...)")
+        return self
+
+    @property
+    def threshold(self) -> int:
+        """The smallest prompt that reaches the tier."""
+        return self.above + 1 if self.above is not None else self.at_least  # type: ignore[return-value]
+
+
+class PriceWindow(_Rates):
+    """Rates during hours of the week, in UTC, chosen by the time the request started (off-peak or peak
+    prices). The first window that holds applies; rates it leaves out stay as they are."""
+
+    days: list[Weekday] = Field(
+        default=list(WEEKDAYS), description="The UTC weekdays it holds on: mon, tue, wed, thu, fri, sat, sun.",
+    )
+    hours: list[str] = Field(
+        default=["00:00-24:00"], description="UTC hours it holds in on those days, as 'HH:MM-HH:MM' (start "
+                                             "included, end excluded; '24:00' ends a day). A range past "
+                                             "midnight is written as two.",
+    )
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, hours: list[str]) -> list[str]:
+        if not hours:
+            raise ValueError("a window needs at least one range of hours")
+        for text in hours:
+            hour_range(text)
+        return hours
+
+    @model_validator(mode="after")
+    def _has_rates(self) -> PriceWindow:
+        if not self.days:
+            raise ValueError("a window needs at least one day")
+        if not self.rates():
+            raise ValueError("a window needs at least one rate (input, output, cached_input, ...)")
+        return self
+
+
+class ServiceTierPrice(_Rates):
+    """The price of a service tier the reply reports (`response.service_tier`, such as `flex` or `priority`).
+    Either a `multiplier` of every rate (prompt-size tiers and windows included), or rates of its own (at
+    least `input` and `output`, and its own `tiers` if it has any: the model's tiers and windows do not apply).
+    A tier the reply names that is not listed costs the model's usual rates."""
+
+    multiplier: Decimal | None = Field(
+        default=None, gt=0, le=100, description="Every rate of the model times this (`0.5`: half price).",
+    )
+    tiers: list[PriceTier] = Field(default=[], description="Prompt-size tiers of this service tier's own rates.")
+
+    @field_validator("multiplier", mode="before")
+    @classmethod
+    def _exact_multiplier(cls, value: Any) -> Any:
+        return price_value(value)
+
+    @model_validator(mode="after")
+    def _multiplier_or_rates(self) -> ServiceTierPrice:
+        if self.multiplier is not None:
+            if self.rates() or self.tiers:
+                raise ValueError("a service tier is a 'multiplier' or rates of its own, not both")
+            if not self.multiplier.is_finite():
+                raise ValueError("the multiplier must be a finite number")
+        elif self.input is None or self.output is None:
+            raise ValueError("a service tier needs a 'multiplier', or rates of its own with at least "
+                             "'input' and 'output'")
+        else:
+            _check_tiers(self.tiers)
+        return self
+
+
+def _check_tiers(tiers: list[PriceTier]) -> None:
+    thresholds = [tier.threshold for tier in tiers]
+    if thresholds != sorted(set(thresholds)):
+        raise ValueError("tiers go from the smallest threshold to the largest, each a different size")
+
+
+Instant = datetime.date | datetime.datetime
+
+
+def instant(value: Instant, end: bool = False) -> datetime.datetime:
+    """A `from`/`until` value as an aware UTC instant: a date starts at 00:00 UTC; as an end (``until``) it
+    includes its whole day, so its instant is 00:00 UTC the day after. A time without a zone is UTC."""
+    if isinstance(value, datetime.datetime):
+        return value.replace(tzinfo=datetime.UTC) if value.tzinfo is None else value.astimezone(datetime.UTC)
+    start = datetime.datetime(value.year, value.month, value.day, tzinfo=datetime.UTC)
+    return start + datetime.timedelta(days=1) if end else start
+
+
+class Price(_Rates):
+    """USD per million tokens for one model: its rates, and the rules that change them (prompt-size tiers,
+    hours of the week, service tiers). A model whose price changes on a date lists one price per period,
+    each with `from` and `until`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    input: Decimal = Field(description="USD per million uncached input tokens.")
+    output: Decimal = Field(
+        default=Decimal(0), description="USD per million output tokens (reasoning included). Embedding models "
+                                        "are priced per input token: give `input` only.",
+    )
+    cached_input: Decimal | None = Field(
+        default=None, description="USD per million input tokens read from the cache (default: `input`).",
+    )
+    cache_write: Decimal | None = Field(
+        default=None, description="USD per million input tokens written to the cache, at the default lifetime "
+                                  "(default: `input`).",
+    )
+    cache_write_1h: Decimal | None = Field(
+        default=None, description="USD per million input tokens written to the cache with a one-hour lifetime, "
+                                  "where the provider bills it apart and the reply reports it "
+                                  "(`response.cache_write_1h_tokens`; default: `cache_write`).",
+    )
+    tiers: list[PriceTier] = Field(
+        default=[], description="Rates for prompts past a size, smallest threshold first.",
+    )
+    windows: list[PriceWindow] = Field(
+        default=[], description="Rates during hours of the week (UTC), such as off-peak prices.",
+    )
+    service_tiers: dict[str, ServiceTierPrice] = Field(
+        default={}, description="Prices by the service tier the reply reports (`flex`, `priority`, `batch`).",
+    )
+    from_: Instant | None = Field(
+        default=None, alias="from",
+        description="The first day (00:00 UTC) or instant this price applies; before it, an earlier period's.",
+    )
+    until: Instant | None = Field(
+        default=None, description="The last day this price applies (through 24:00 UTC), or the instant it ends.",
     )
     source: str | None = Field(default=None, description="Where the price was read.")
     date: datetime.date | None = Field(default=None, description="When the price was checked.")
 
-    @field_validator("input", "output", "cached_input", "cache_write", mode="before")
-    @classmethod
-    def _exact(cls, value: Any) -> Any:
-        # YAML gives floats; str() keeps the written digits so 0.59 stays exactly 0.59.
-        return str(value) if isinstance(value, float) else value
+    @model_validator(mode="after")
+    def _rules(self) -> Price:
+        _check_tiers(self.tiers)
+        if self.tiers and self.windows:
+            raise ValueError("a price has prompt-size 'tiers' or time 'windows', not both (no provider bills by "
+                             "both at once)")
+        if self.from_ is not None and self.until is not None and \
+                instant(self.until, end=True) <= instant(self.from_):
+            raise ValueError("'until' is before 'from'")
+        return self
+
+    @property
+    def starts(self) -> datetime.datetime | None:
+        return None if self.from_ is None else instant(self.from_)
+
+    @property
+    def ends(self) -> datetime.datetime | None:
+        return None if self.until is None else instant(self.until, end=True)
+
+
+def check_schedule(periods: list[Price]) -> list[Price]:
+    """Periods of one model's price, sorted by start; raises ``ValueError`` when two overlap."""
+    if len(periods) > 1:
+        floor = datetime.datetime.min.replace(tzinfo=datetime.UTC)
+        periods = sorted(periods, key=lambda p: p.starts or floor)
+        for before, after in itertools.pairwise(periods):
+            if before.ends is None or after.starts is None or before.ends > after.starts:
+                raise ValueError("the periods of a price overlap: each but the last needs 'until', each but the "
+                                 "first 'from', and a period starts after the one before it ends")
+    return periods
+
+
+PriceEntry = Price | list[Price]
 
 
 class ProviderSpec(_Strict):
@@ -521,20 +865,32 @@ class ProviderSpec(_Strict):
     stream: StreamSpec | None = Field(
         default=None, description="How a streamed response is read; without it, a streamed call makes one plain call.",
     )
-    pricing: dict[str, Price] = Field(
-        default={}, description="Prices by model id; the bundled and the user pricing files take precedence.",
+    embeddings: EmbeddingsSpec | None = Field(
+        default=None, description="The embeddings operation (texts to vectors); without it, the provider has none.",
+    )
+    pricing: dict[str, PriceEntry] = Field(
+        default={}, description="Prices by model id (a list for a price that changes on a date); the bundled and "
+                                "the user pricing files take precedence, field by field.",
     )
     backend: Annotated[str | None, Field(
         pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
         description="`module:Class` of a Python backend that makes the calls instead of `request`.",
     )] = None
 
+    @field_validator("pricing")
+    @classmethod
+    def _schedules(cls, pricing: dict[str, PriceEntry]) -> dict[str, PriceEntry]:
+        return {model: check_schedule(entry) if isinstance(entry, list) else entry for model, entry in pricing.items()}
+
     @model_validator(mode="after")
     def _http_needs_request(self) -> ProviderSpec:
         if self.backend is None:
-            missing = [key for key in ("base_url", "request", "response") if getattr(self, key) is None]
+            needed = ("base_url", "request", "response") if self.embeddings is None or self.request is not None \
+                or self.response is not None else ("base_url",)
+            missing = [key for key in needed if getattr(self, key) is None]
             if missing:
-                raise ValueError(f"an HTTP provider needs {', '.join(missing)} (or a Python 'backend')")
+                raise ValueError(f"an HTTP provider needs {', '.join(missing)} (or a Python 'backend'; a provider "
+                                 "with only embeddings needs base_url and embeddings)")
             if self.request is not None and self.request.body is None and self.request.method != "GET":
                 raise ValueError("request.body is required for a POST request")
         ids = [m.id for m in self.models]

@@ -233,7 +233,7 @@ class StreamState:
         blocks = []
         for block in self.thoughts.values():
             out = {"text": "".join(block["text"])} if block["text"] else {}
-            for key in ("signature", "redacted"):
+            for key in ("signature", "redacted", "id"):
                 if block.get(key) is not None:
                     out[key] = block[key]
             if "text" in out or "redacted" in out:
@@ -246,7 +246,7 @@ class StreamState:
             block = self.thoughts.setdefault(key, {"text": []})
             if isinstance(values.get("text"), str):
                 block["text"].append(values["text"])
-            for name in ("signature", "redacted"):
+            for name in ("signature", "redacted", "id"):
                 if name in values:
                     block[name] = _as_text(values[name])
 

@@ -232,6 +232,17 @@ def text_content(messages: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [{**m, "content": _text_of(m.get("content"))} for m in messages]
 
 
+def each_as(items: list[Any], shape: Any, **values: Any) -> list[Any]:
+    """Each item written into a shape (the provider-file shape language): ``$item`` is the item, other
+    ``$name``\\ s the keyword values, and a key whose value is none is left out:
+    ``inputs | each_as({"content": {"parts": [{"text": "$item"}]}, "taskType": "$task"}, task=task)``."""
+    from .shapes import compile_shape
+
+    fill = compile_shape(shape)
+    _too_big(len(items), "each_as() items")
+    return [fill({**values, "item": item}) for item in items]
+
+
 FILTERS: dict[str, Callable[..., Any]] = {
     "tojson": tojson,
     "drop_none": drop_none,
@@ -244,6 +255,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "rename_keys": rename_keys,
     "merge_turns": merge_turns,
     "chat_template": chat_template,
+    "each_as": each_as,
     "omit": omit,
     "system_text": system_text,
     "without_system": without_system,

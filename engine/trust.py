@@ -6,7 +6,7 @@
   masked in every log record of the engine and of httpx/httpcore, whose own INFO lines print
   request URLs (a query-parameter key among them).
 - Env variables: a provider file may not read, as its key or config, a variable another provider
-  declares as its key, nor a cloud credential variable (`check_env_names`).
+  declares as its key (bundled files may share one), nor a cloud credential variable (`check_env_names`).
 
 SECURITY.md states the whole trust model.
 """

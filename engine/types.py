@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -134,6 +134,9 @@ class CompletionResponse(BaseModel):
     ``error in stream: <message> (<type>)``); ``error_message`` and
     ``error_code`` are the provider's own message and type or code, and
     ``request_id`` its request id, when its file says where they are.
+    ``service_tier`` is the tier the provider says served the call, and
+    ``cache_write_1h_tokens`` the part of ``cache_write_tokens`` written for
+    an hour; both can change the cost.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -152,6 +155,8 @@ class CompletionResponse(BaseModel):
     cached_input_tokens: int | None = None
     cache_write_tokens: int | None = None
     reasoning_tokens: int | None = None
+    cache_write_1h_tokens: int | None = None
+    service_tier: str | None = None
     cost_usd: float | None = None
     latency_ms: float | None = None
     raw_response: Any = None
@@ -236,3 +241,62 @@ class HTTPRequest:
     def __repr__(self) -> str:
         shown = self.redacted()
         return f"HTTPRequest(method={shown.method!r}, url={shown.url!r}, headers={shown.headers!r})"
+
+
+InputType = Literal["query", "document", "classification", "clustering"]
+
+
+class EmbeddingRequest(BaseModel):
+    """What to embed: the texts, and the options every embeddings API may take (each provider file writes them
+    under its API's names; one its API does not take is refused before anything is sent)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: list[str] = Field(min_length=1, description="The texts, one vector each, in this order.")
+    model: str | None = None
+    dimensions: int | None = Field(default=None, gt=0, description="Shorter vectors, where the model can.")
+    input_type: InputType | None = Field(
+        default=None, description="What the texts are for: search `query` or `document`, `classification`, "
+                                  "`clustering` (models that embed them differently).",
+    )
+    user: str | None = None
+    extra: dict[str, Any] = Field(default_factory=dict, description="Provider-specific body fields.")
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _one_text_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class EmbeddingResponse(BaseModel):
+    """The unified result of an embeddings call: one vector per input, in input order.
+
+    A long input list is sent in batches; if one fails, ``success`` is ``False``, ``error`` says which
+    inputs it held, ``failed`` lists their indexes and their ``vectors`` entries are ``None``: vectors are
+    never dropped or shifted. ``input_tokens`` and ``cost_usd`` cover the batches that succeeded.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    vectors: list[list[float] | None] = Field(default_factory=list)
+    model: str | None = None
+    provider: str | None = None
+    success: bool = True
+    error: str | None = None
+    error_kind: ErrorKind | None = None
+    status_code: int | None = None
+    input_tokens: int | None = None
+    cost_usd: float | None = None
+    latency_ms: float | None = None
+    raw_response: Any = None
+    warnings: list[str] = Field(default_factory=list)
+    failed: list[int] = Field(default_factory=list)
+    batches: int = 0
+    error_message: str | None = None
+    error_code: str | None = None
+    request_id: str | None = None
+
+    @property
+    def dimensions(self) -> int | None:
+        """The length of the vectors (``None`` when there are none)."""
+        return next((len(v) for v in self.vectors if v is not None), None)

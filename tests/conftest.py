@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from engine import CompletionResponse, Settings, list_providers
+from engine import CompletionResponse, EmbeddingResponse, Settings, list_providers
 from engine.registry import Registry
 from engine.testing import FakeServer
 from engine.testing.replay import replay_client
@@ -53,7 +53,14 @@ def make_settings(**overrides: Any) -> Settings:
     """Settings with a fake key for every bundled provider and near-instant retries."""
     keys = {name: TEST_KEY for name in list_providers(Settings())}
     values: dict[str, Any] = {"api_keys": keys, "retry_initial_delay": 0.001, "retry_max_delay": 0.01,
-                              "timeout": 5.0, "provider_config": {"azure-openai": {"resource": "example-resource"}}}
+                              "timeout": 5.0, "provider_config": {
+                                  "azure-openai": {"resource": "example-resource"},
+                                  "azure-openai-entra": {"resource": "example-resource",
+                                                         "access_token": "test-entra-token"},
+                                  "vertex-gemini": {"project": "example-project", "location": "us-central1",
+                                                    "access_token": "test-google-token"},
+                                  "vertex-anthropic": {"project": "example-project", "location": "us-east5",
+                                                       "access_token": "test-google-token"}}}
     values.update(overrides)
     return Settings(**values)
 
@@ -107,6 +114,14 @@ async def replay(registry: Registry, provider: str, request: Any, status: int, b
             assert "".join(deltas) == result.response.content
             return result.response
         return await instance.complete(request)
+
+
+async def replay_embeddings(registry: Registry, provider: str, request: Any, status: int,
+                            body: bytes) -> EmbeddingResponse:
+    """Run a real embeddings call against a recorded response body."""
+    client, _ = replay_client(status, body, piece=5)
+    async with client:
+        return await registry.create(provider, http_client=client).embed(request)
 
 
 @pytest.fixture(scope="session")

@@ -293,7 +293,9 @@ def test_models_lists_prices_and_context(capsys: pytest.CaptureFixture[str], pin
     code, out, _ = cli(capsys, "models")
     rows = table_rows(out)
     assert code == EXIT_OK
-    assert rows["openai/gpt-4o-mini"] == ["openai/gpt-4o-mini", "128,000", "16,384", "0.15", "0.60", "0.075"]
+    assert rows["openai/gpt-4o-mini"][:6] == ["openai/gpt-4o-mini", "128,000", "16,384", "0.15", "0.60", "0.075"]
+    assert rows["anthropic/claude-sonnet-4-5"][6] == "retired 2026-11-30 (use claude-sonnet-5-5)"
+    assert rows["anthropic/claude-sonnet-5-5"][6] == "current"
     assert rows["ollama/llama3.2"][3] == "0 (local)"
     code, out, _ = cli(capsys, "models", "anthropic", "--json")
     models = json.loads(out)
@@ -424,7 +426,8 @@ BROKEN = {
     "missing sections": ({"broken.yaml": "name: broken\nbase_url: https://example.test\n"},
                          r"broken\.yaml: Value error, an HTTP provider needs request, response .*"),
     "bad pricing file": ({"pricing.yaml": "openai:\n  gpt-4o: {input: -1, output: 2}\n"},
-                         r"pricing\.yaml:2: openai\.gpt-4o\.input: Input should be greater than or equal to 0"),
+                         r"pricing\.yaml:2: openai\.gpt-4o\.input: a price is USD per million tokens, "
+                         r"from 0 to 10,000; got -1"),
 }
 
 
@@ -534,10 +537,11 @@ def test_demo_runs_every_provider_offline(capsys: pytest.CaptureFixture[str]) ->
     assert code == EXIT_OK
     assert sorted(rows) == BUNDLED
     assert {row["result"] for row in rows.values()} <= {"ok", "skipped"}
-    for name in ("openai", "anthropic", "ollama", "groq"):
+    for name in ("openai", "anthropic", "ollama", "groq", "openai-responses"):
         assert rows[name]["result"] == "ok", rows[name]
         assert rows[name]["text"] == f"Hello from the local server — you said: Hello {name}, this is the demo. ✓"
     assert rows["anthropic"]["format"] == "anthropic" and rows["ollama"]["format"] == "ollama"
+    assert rows["openai-responses"]["format"] == "openai-responses" and rows["openai-responses"]["cost_usd"] > 0
     assert rows["openai"]["cost_usd"] > 0 and rows["ollama"]["cost_usd"] == 0
     for row in rows.values():
         if row["result"] == "skipped":
@@ -549,9 +553,9 @@ def test_demo_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == EXIT_OK
     lines = out.splitlines()
     assert lines[0].startswith("Offline self-test") and "fake server" in lines[1]
-    assert lines[4].split() == ["PROVIDER", "FORMAT", "RESULT", "TOKENS", "IN/OUT", "COST", "TIME", "REPLY"]
-    assert lines[5].split()[:3] == ["anthropic", "anthropic", "ok"]
-    assert lines[6].split()[:3] == ["ollama", "ollama", "ok"]
+    assert lines[4].split() == ["PROVIDER", "FORMAT", "RESULT", "EMBED", "TOKENS", "IN/OUT", "COST", "TIME", "REPLY"]
+    assert lines[5].split()[:4] == ["anthropic", "anthropic", "ok", "-"]  # no embeddings
+    assert lines[6].split()[:4] == ["ollama", "ollama", "ok", "ok"]
     assert lines[-1].startswith("2 ok, 0 failed, 0 skipped")
 
 

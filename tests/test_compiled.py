@@ -105,7 +105,8 @@ def test_stream_rules_keep_only_the_keys_they_set(tmp_path: Path) -> None:
     names = [name for name, _ in chunk.fields]
     assert "delta" not in names and {"model", "input_tokens", "error_message"} <= set(names)
     heads = {head: [name for name, _ in members] for head, members in chunk.groups}
-    assert heads["usage"] == ["input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens"]
+    assert heads["usage"] == ["input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
+                              "reasoning_tokens"]
     assert heads["model"] == ["model"]
 
 
@@ -128,3 +129,12 @@ def test_conditions_compare_as_documented() -> None:
     assert holds("$.done", "truthy", True, {"done": 1}) and holds("$.done", "truthy", False, {"done": ""})
     with reading_headers({"X-Status": "failed"}):
         assert holds("header:x-status", "equals", "failed", {})
+
+
+def test_a_malformed_shape_directive_names_file_key_and_line(tmp_path: Path) -> None:
+    error = compile_error(tmp_path, ACME + "request:\n  tools:\n    tool: {name: $name, strict: {$first: $strict}}\n")
+    assert error.key == "request.tools.tool" and error.line == ACME.count("\n") + 3
+    assert error.file == str(tmp_path / "acme.yaml") and "$first takes a list" in error.message
+    error = compile_error(tmp_path, ACME + "request:\n  messages:\n    message: {role: $role}\n    parts:\n"
+                                           "      text: {$when: text, t: $text}\n")
+    assert error.key == "request.messages.parts.text" and "$when names one variable" in error.message

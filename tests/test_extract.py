@@ -155,3 +155,104 @@ def test_token_counts_in_text_are_plain_ascii_digits() -> None:
     for bad in ("²", "٣", "-1", "1e3", "4.0", "9" * 13, ""):  # digits to isdigit, not to int
         assert token_count(bad) == (None, True), bad
     assert token_count(True) == (None, True) and token_count(None) == (None, False)
+
+
+THOUGHTFUL = """\
+name: thoughtful
+extends: openai
+base_url: https://api.thoughtful.example/v1
+response:
+  content: "$.output[*].text"
+  thinking:
+    each: "$.output[?(@.type == 'reasoning')]"
+    id: $.id
+    text: $.summary[*].text
+    redacted: $.encrypted
+stream:
+  events:
+    done:
+      end: true
+      thinking: {index: $.at, id: $.item.id, redacted: $.item.encrypted}
+    summary:
+      thinking: {index: $.at, text: "$.parts[*]"}
+"""
+
+
+def test_reasoning_blocks_keep_their_id_and_join_their_text(tmp_path: Path) -> None:
+    from engine.extract import extract_response
+    from engine.stream import StreamState
+
+    (tmp_path / "thoughtful.yaml").write_text(THOUGHTFUL, encoding="utf-8")
+    compiled = Registry(Settings(providers_path=[tmp_path])).compiled("thoughtful")
+    body = {"output": [{"type": "reasoning", "id": "rs_1", "summary": [{"text": "First, "}, {"text": "then."}],
+                        "encrypted": "enc"},
+                       {"type": "reasoning", "id": "rs_2", "summary": []},  # nothing to replay: left out
+                       {"type": "message", "text": "Done."}]}
+    extracted = extract_response(compiled, body)
+    assert extracted.content == "Done."
+    assert extracted.thinking == [{"text": "First, then.", "redacted": "enc", "id": "rs_1"}]
+    assert compiled.stream is not None
+    state = StreamState(compiled.stream)
+    state.feed(b'event: summary\ndata: {"at": 0, "parts": ["First, ", "then."]}\n\n'
+               b'event: done\ndata: {"at": 0, "item": {"id": "rs_1", "encrypted": "enc"}}\n\n')
+    assert state.ended and state.thinking() == extracted.thinking
+
+
+def responses_reply(status: str, output: list[Any], **fields: Any) -> bytes:
+    return json.dumps({"id": "resp_1", "object": "response", "status": status, "model": "gpt-4.1-mini", "error": None,
+                       "incomplete_details": None, "output": output, **fields,
+                       "usage": {"input_tokens": 5, "output_tokens": 16}}).encode()
+
+
+def said(text: str, kind: str = "output_text") -> list[Any]:
+    key = "refusal" if kind == "refusal" else "text"
+    return [{"type": "message", "role": "assistant", "content": [{"type": kind, key: text}]}]
+
+
+@pytest.mark.parametrize(("body", "content", "finish", "native"), [
+    (responses_reply("completed", said("Paris.")), "Paris.", "stop", "completed"),
+    # a built-in tool's item, then the answer with its citation: the text is the answer's
+    (responses_reply("completed", [{"type": "web_search_call", "id": "ws_1", "status": "completed",
+                                    "action": {"type": "search", "query": "capital of France"}},
+                                   {"type": "message", "role": "assistant", "content": [{
+                                       "type": "output_text", "text": "Paris [1].", "annotations": [
+                                           {"type": "url_citation", "url": "https://example.com", "start_index": 6,
+                                            "end_index": 9, "title": "Example"}]}]}]), "Paris [1].", "stop",
+     "completed"),
+    (responses_reply("incomplete", said("Par"), incomplete_details={"reason": "max_output_tokens"}), "Par", "length",
+     "max_output_tokens"),
+    (responses_reply("incomplete", [], incomplete_details={"reason": "content_filter"}), "", "content_filter",
+     "content_filter"),
+    (responses_reply("completed", said("I can't help with that.", "refusal")), "I can't help with that.",
+     "content_filter", "refusal"),
+    (responses_reply("completed", [{"type": "function_call", "call_id": "call_1", "name": "f", "arguments": "{}"}]),
+     "", "tool_calls", "completed"),
+])
+def test_responses_status_and_incomplete_reason_become_the_finish_reason(body: bytes, content: str, finish: str,
+                                                                         native: str) -> None:
+    import asyncio
+
+    from engine import CompletionRequest
+
+    from .conftest import make_settings, replay
+
+    request = CompletionRequest(messages=[{"role": "user", "content": "hi"}])
+    result = asyncio.run(replay(Registry(make_settings()), "openai-responses", request, 200, body))
+    assert result.success, result.error
+    assert (result.content, result.finish_reason, result.native_finish_reason) == (content, finish, native)
+
+
+@pytest.mark.parametrize(("code", "kind"), [("server_error", ErrorKind.SERVER), ("rate_limit_exceeded",
+                                            ErrorKind.RATE_LIMIT), ("invalid_prompt", ErrorKind.INVALID_REQUEST)])
+def test_a_responses_reply_whose_status_is_failed_fails_with_its_code(code: str, kind: ErrorKind) -> None:
+    import asyncio
+
+    from engine import CompletionRequest
+
+    from .conftest import make_settings, replay
+
+    body = responses_reply("failed", [], error={"code": code, "message": "The model failed to answer."})
+    request = CompletionRequest(messages=[{"role": "user", "content": "hi"}])
+    result = asyncio.run(replay(Registry(make_settings(max_retries=0)), "openai-responses", request, 200, body))
+    assert not result.success and result.error_kind is kind
+    assert result.error_message == "The model failed to answer." and result.error_code == code

@@ -24,7 +24,7 @@ from engine.stream import NDJSONDecoder, SSEDecoder, StreamState
 from .conftest import make_settings
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-PROVIDERS = ["openai", "anthropic", "gemini", "cohere", "ollama"]
+PROVIDERS = ["openai", "anthropic", "gemini", "cohere", "ollama", "openai-responses"]
 
 REGISTRY = Registry(make_settings())
 json_values = st.recursive(
@@ -102,6 +102,8 @@ def test_any_usage_numbers_give_a_finite_non_negative_cost(provider: str, usage:
         "cohere": {"message": {"content": [{"text": "x"}]}, "finish_reason": "COMPLETE",
                    "usage": {"billed_units": usage}},
         "ollama": {"message": {"content": "x"}, "done": True, **usage},
+        "openai-responses": {"status": "completed", "output": [{"type": "message", "content": [
+            {"type": "output_text", "text": "x"}]}], "usage": {**usage, "input_tokens_details": usage}},
     }
 
     async def go() -> Any:

@@ -45,7 +45,8 @@ def gateway(upstream: FakeServer, tmp_path_factory: pytest.TempPathFactory) -> I
             {"name": "limited", "key_env": "LIMITED_KEY", "rpm": 2},
             {"name": "narrow", "key_env": "NARROW_KEY", "models": ["anthropic/*"]}]
     routes = {"smart": ["openai/gpt-4o-mini", "anthropic/claude-haiku-4-5"],
-              "quick": [{"model": "openai/gpt-4o-mini", "timeout": 0.5}]}
+              "quick": [{"model": "openai/gpt-4o-mini", "timeout": 0.5}],
+              "vectors": ["openai/text-embedding-3-small", "gemini/gemini-embedding-001"]}
     env = {**keys_env(), "LIMITED_KEY": LIMITED_KEY, "NARROW_KEY": NARROW_KEY, **upstream_env(upstream, UPSTREAM_KEY)}
     with GatewayProcess(config(keys=keys, routes=routes), folder=tmp_path_factory.mktemp("gateway"), env=env,
                         max_seconds=900) as process:
@@ -387,8 +388,9 @@ def wait_for_lines(gateway: GatewayProcess, ready: Any, seconds: float = 5.0) ->
 
 def test_models_are_the_routes_and_the_configured_providers_models_a_key_may_call(gateway: GatewayProcess) -> None:
     ids = [m.id for m in oa(gateway).models.list()]
-    assert ids[:2] == ["smart", "quick"]
-    assert {name.partition("/")[0] for name in ids[2:]} == set(MODELS)  # every provider with a key, no other
+    assert ids[:3] == ["smart", "quick", "vectors"]
+    assert {name.partition("/")[0] for name in ids[3:]} == set(MODELS)
+    assert "openai/text-embedding-3-small" in ids  # embedding models too  # every provider with a key, no other
     assert "openai/gpt-4o-mini" in ids and "groq/llama-3.3-70b-versatile" not in ids
     narrow = [m.id for m in an(gateway, key=NARROW_KEY).models.list()]
     assert narrow and all(name.startswith("anthropic/") for name in narrow)
@@ -444,6 +446,71 @@ def test_the_ledger_has_every_request_and_genai_usage_sums_it(gateway: GatewayPr
     total = db.execute("SELECT COUNT(*), SUM(cost_usd) FROM requests WHERE key = 'team' AND provider = 'openai'")
     count, spent = total.fetchone()
     assert rows["team", "openai"]["requests"] == count and rows["team", "openai"]["cost_usd"] == pytest.approx(spent)
+
+
+# -- embeddings -------------------------------------------------------------------------------------------------
+
+EMBEDDERS = {"openai": "openai/text-embedding-3-small", "gemini": "gemini/gemini-embedding-001",
+             "cohere": "cohere/embed-v4.0", "ollama": "ollama/nomic-embed-text"}
+MOONS = ["Io is volcanic.", "Europa hides an ocean.", "Ganymede is the largest moon."]
+
+
+@pytest.mark.parametrize("encoding", ["base64", "float"])  # the SDK asks for base64 unless told otherwise
+@pytest.mark.parametrize("upstream_format", list(EMBEDDERS))
+def test_openai_sdk_embeddings_from_every_wire_format(gateway: GatewayProcess, upstream_format: str,
+                                                      encoding: str) -> None:
+    from engine.testing.embeddings import vector_for
+
+    options: dict[str, Any] = {"extra_body": {"input_type": "document"}} if upstream_format == "cohere" else {}
+    if encoding == "float":
+        options["encoding_format"] = "float"
+    raw = oa(gateway).embeddings.with_raw_response.create(model=EMBEDDERS[upstream_format], input=MOONS, **options)
+    result = raw.parse()
+    assert [d.index for d in result.data] == [0, 1, 2]
+    for item, text in zip(result.data, MOONS, strict=True):
+        assert item.embedding == pytest.approx(vector_for(text), rel=1e-6, abs=1e-7)  # float32 on the base64 path
+    assert result.model.startswith(upstream_format + "/")
+    cost = float(raw.headers["x-genai-cost-usd"])
+    assert result.usage.model_extra is not None and result.usage.model_extra["cost_usd"] == pytest.approx(cost)
+    assert (cost == 0) == (upstream_format == "ollama")
+    if upstream_format != "ollama":  # Ollama's /api/embed reports prompt_eval_count; the others their own count
+        assert result.usage.prompt_tokens > 0
+    row = sqlite3.connect(gateway.folder / "ledger.db").execute(
+        "SELECT api, provider, status, input_tokens, output_tokens, cost_usd FROM requests WHERE id = ?",
+        (raw.headers["x-request-id"],)).fetchone()
+    assert row[:3] == ("openai", upstream_format, 200) and row[4] == 0 and row[5] == pytest.approx(cost)
+
+
+def test_embeddings_of_one_string(gateway: GatewayProcess) -> None:
+    from engine.testing.embeddings import vector_for
+
+    single = oa(gateway).embeddings.create(model=EMBEDDERS["openai"], input="Callisto", encoding_format="float")
+    assert len(single.data) == 1 and single.data[0].embedding == pytest.approx(vector_for("Callisto"))
+
+
+def test_an_embeddings_route_falls_back(gateway: GatewayProcess, upstream: FakeServer) -> None:
+    from engine.testing.embeddings import vector_for
+
+    upstream.inject(Fault("status", status=503))
+    result = oa(gateway).embeddings.create(model="vectors", input=MOONS, encoding_format="float")
+    assert result.model.startswith("gemini/")
+    assert [d.embedding for d in result.data] == [pytest.approx(vector_for(t)) for t in MOONS]
+
+
+def test_embeddings_refusals_and_failures(gateway: GatewayProcess, upstream: FakeServer) -> None:
+    client = oa(gateway)
+    with pytest.raises(openai.BadRequestError, match="token-id arrays are not supported"):
+        client.embeddings.create(model=EMBEDDERS["openai"], input=[[1, 2, 3]])
+    with pytest.raises(openai.BadRequestError, match="has no embeddings"):
+        client.embeddings.create(model=MODELS["anthropic"], input=MOONS)
+    with pytest.raises(openai.BadRequestError, match="cannot be set through the gateway"):
+        client.embeddings.create(model=EMBEDDERS["openai"], input=MOONS, extra_body={"api_key": "sk-mine"})
+    with pytest.raises(openai.PermissionDeniedError):
+        oa(gateway, key=NARROW_KEY).embeddings.create(model=EMBEDDERS["openai"], input=MOONS)
+    upstream.inject(Fault("status", status=429))
+    with pytest.raises(openai.RateLimitError) as raised:
+        client.embeddings.create(model=EMBEDDERS["openai"], input=MOONS)
+    assert raised.value.response.headers["x-genai-error-kind"] == "rate_limit"
 
 
 def test_the_gateway_config_path_is_the_folder_of_its_ledger(gateway: GatewayProcess) -> None:

@@ -55,14 +55,19 @@ def test_two_workers_share_the_socket_the_ledger_and_the_metrics(upstream: FakeS
                     "model": "openai/gpt-4o-mini", "messages": ASK}) for _ in range(120)))
             return [r.status_code for r in replies]
 
-        assert asyncio.run(burst()) == [200] * 120
-        pids = {line["pid"] for line in gateway.access_lines()}
+        served = 0
+        for _ in range(5):  # the kernel hands each connection to whichever worker accepts first: a busy machine
+            assert asyncio.run(burst()) == [200] * 120  # can favour one for a while, so burst until both served
+            served += 120
+            pids = {line["pid"] for line in gateway.access_lines()}
+            if len(pids) == 2:
+                break
         assert len(pids) == 2, pids  # both workers served
         metrics = httpx.get(gateway.base_url + "/metrics").text  # any worker answers for both
-        served = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+        counted = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
                      if line.startswith("genai_gateway_requests_total{") and 'status="200"' in line)
-        assert served == 120
-    assert sqlite3.connect(tmp_path / "ledger.db").execute("SELECT COUNT(*) FROM requests").fetchone()[0] == 120
+        assert counted == served
+    assert sqlite3.connect(tmp_path / "ledger.db").execute("SELECT COUNT(*) FROM requests").fetchone()[0] == served
     assert not list(tmp_path.glob("genai-gateway-metrics-*"))
 
 

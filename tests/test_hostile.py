@@ -17,7 +17,7 @@ from engine.testing import FakeServer, Fault
 from .conftest import TEST_KEY, server_settings
 
 PROVIDERS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "ollama": "llama3.2",
-             "gemini": "gemini-2.5-flash", "cohere": "command-a-03-2025"}
+             "gemini": "gemini-2.5-flash", "cohere": "command-a-03-2025", "openai-responses": "gpt-4.1-mini"}
 STREAMED = [False, True]
 
 
@@ -71,7 +71,7 @@ def test_deep_nesting_just_under_the_limit_is_read(server: FakeServer, stream: b
 
 @pytest.mark.parametrize("value", ["1e400", "-5", "NaN", "Infinity", "-Infinity", "2.5", "1e15"])
 @pytest.mark.parametrize("stream", STREAMED)
-@pytest.mark.parametrize("provider", ["openai", "anthropic", "ollama", "gemini", "cohere"])
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "ollama", "gemini", "cohere", "openai-responses"])
 def test_absurd_numbers_count_as_not_reported(server: FakeServer, provider: str, stream: bool, value: str) -> None:
     response = call(server, provider, stream, Fault("bad_numbers", value=value))
     assert response.success and response.content, response.error
@@ -123,13 +123,13 @@ def test_a_100_mb_line_is_refused_at_the_event_limit(server: FakeServer, stream:
 
 
 @pytest.mark.parametrize("stream", STREAMED)
-@pytest.mark.parametrize("provider", ["openai", "anthropic", "ollama"])
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "ollama", "openai-responses"])
 def test_bytes_that_are_not_utf8_are_invalid_response(server: FakeServer, provider: str, stream: bool) -> None:
     failed(call(server, provider, stream, Fault("bad_utf8")), ErrorKind.INVALID_RESPONSE)
 
 
 @pytest.mark.parametrize("content_type", ["text/html; charset=utf-8", "text/plain"])
-@pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini", "cohere"])
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini", "cohere", "openai-responses"])
 def test_a_stream_answered_with_a_plain_body_says_what_came_back(server: FakeServer, provider: str,
                                                                  content_type: str) -> None:
     response = call(server, provider, True, Fault("wrong_content_type", content_type=content_type))
@@ -142,8 +142,8 @@ def test_an_empty_200_stream_is_invalid_response(server: FakeServer, provider: s
     failed(call(server, provider, True, Fault("empty_stream")), ErrorKind.INVALID_RESPONSE, "empty")
 
 
-@pytest.mark.parametrize("stream", STREAMED)
-@pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini", "cohere"])  # ollama takes no key
+@pytest.mark.parametrize("stream", STREAMED)  # every format with a key (ollama takes none)
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini", "cohere", "openai-responses"])
 def test_a_key_echoed_back_is_masked_everywhere(server: FakeServer, provider: str, stream: bool) -> None:
     response = call(server, provider, stream, Fault("echo_key"))
     assert response.success, response.error

@@ -18,17 +18,18 @@ ENGINE = Path(__file__).resolve().parent.parent / "engine"
 # extract/stream, cost, the providers that tie them together, and the front doors.
 STAGES: list[set[str]] = [
     {"errors", "_env", "limits", "trust"},
-    {"types", "settings", "retry", "jsonpath", "templates", "spec", "shapes"},
+    {"types", "settings", "retry", "jsonpath", "templates", "spec", "shapes", "lifecycle"},
     {"loader"},
     {"compiled", "pricing"},
     {"render"},
     {"transport", "send", "auth"},
     {"extract", "stream"},
     {"provider"},
+    {"auth_google", "auth_azure"},  # the bundled auth hooks (their libraries are optional extras)
     {"backend"},
     {"bedrock"},
     {"registry", "router"},
-    {"api", "check", "_sync", "client"},
+    {"api", "check", "_sync", "client", "audit"},
     {"__init__", "__main__"},
 ]
 TOOLING = ("testing", "cli")  # packages above the pipeline; the runtime never imports them

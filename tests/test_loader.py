@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from engine import CompletionRequest, ProviderFileError, Settings, UnknownProviderError, list_providers
 from engine.registry import Registry
@@ -238,6 +239,21 @@ def test_a_user_file_may_not_read_another_providers_key(tmp_path: Path) -> None:
     assert info.value.key == "config.region.env.0"
 
 
+def test_bundled_files_may_share_a_key_and_only_their_replacements_may_claim_it(tmp_path: Path) -> None:
+    registry = registry_for(tmp_path)
+    assert "OPENAI_API_KEY" in registry.spec("openai").key_env  # OpenAI's two APIs take one key
+    assert "OPENAI_API_KEY" in registry.spec("openai-responses").key_env
+    for name in ("openai", "openai-responses"):  # a user file in place of one of them may declare it too
+        folder = tmp_path / name
+        write(folder, name, MINIMAL.format(name=name).replace("[EXAMPLE_API_KEY]", "[OPENAI_API_KEY]"))
+        mine = registry_for(folder)
+        assert mine.spec(name).default_model == "example-1" and "OPENAI_API_KEY" in mine.spec(name).key_env
+        assert "OPENAI_API_KEY" in mine.spec("openai" if name != "openai" else "openai-responses").key_env
+    write(tmp_path / "thief", "thief", MINIMAL.format(name="thief").replace("[EXAMPLE_API_KEY]", "[OPENAI_API_KEY]"))
+    with pytest.raises(ProviderFileError, match=r"OPENAI_API_KEY is the API key of provider 'openai'"):
+        registry_for(tmp_path / "thief").spec("thief")
+
+
 def test_http_provider_without_request_is_rejected(tmp_path: Path) -> None:
     write(tmp_path, "broken", "name: broken\nbase_url: https://x\n")
     with pytest.raises(ProviderFileError, match="needs request, response"):
@@ -253,3 +269,25 @@ def test_stream_without_end_marker_is_rejected(tmp_path: Path) -> None:
 def test_unknown_provider_lists_the_known_ones() -> None:
     with pytest.raises(UnknownProviderError, match=r"known providers: .*openai"):
         Registry(Settings()).spec("nope")
+
+
+def test_only_bundled_files_share_a_key_and_a_replacement_inherits_the_share(tmp_path: Path) -> None:
+    from engine.loader import ProviderSource, bundled_path
+
+    def source(name: str, folder: Path, key: str) -> ProviderSource:
+        data = {"name": name, "base_url": "https://api.example.com", "auth": {"env": [key]},
+                "request": {"path": "/chat", "body": "{{ {'model': model} | tojson }}"},
+                "response": {"content": "$.text"}}
+        return ProviderSource(name, folder / f"{name}.yaml", data, yaml.safe_dump(data))
+
+    home = bundled_path("providers.d")
+    found = {"one": [source("one", home, "VENDOR_KEY")], "two": [source("two", home, "VENDOR_KEY")]}
+    registry = Registry(Settings(), found=found)
+    assert registry.spec("one").auth.env == registry.spec("two").auth.env == ["VENDOR_KEY"]  # one vendor, two APIs
+    replaced = Registry(Settings(), found={**found, "two": [*found["two"], source("two", tmp_path, "VENDOR_KEY")]})
+    assert replaced.spec("two").auth.env == ["VENDOR_KEY"]  # a user file in place of a sharer
+    stolen = Registry(Settings(), found={**found, "thief": [source("thief", tmp_path, "VENDOR_KEY")]})
+    with pytest.raises(ProviderFileError, match="VENDOR_KEY is the API key of provider 'one'"):
+        stolen.spec("thief")
+    with pytest.raises(ProviderFileError, match="VENDOR_KEY is the API key of provider 'thief'"):
+        stolen.spec("one")  # a file that claims a key is refused, and so is the key's owner while it is there

@@ -17,8 +17,8 @@ from .conftest import TEST_KEY, make_settings, server_settings
 
 MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "ollama": "llama3.2", "groq": None,
           "vllm": "served-model", "llamacpp": None, "together": None, "gemini": "gemini-2.5-flash",
-          "cohere": None, "mistral": None, "deepseek": None, "openrouter": None}
-NATIVE = ("openai", "anthropic", "ollama", "gemini", "cohere")
+          "cohere": None, "mistral": None, "deepseek": None, "openrouter": None, "openai-responses": "gpt-4.1-mini"}
+NATIVE = ("openai", "anthropic", "ollama", "gemini", "cohere", "openai-responses")
 
 
 @pytest.fixture(autouse=True, params=["httpcore2", "httpx"])
@@ -135,6 +135,35 @@ def test_truncated_json_body(local_server: FakeServer) -> None:
     local_server.inject(Fault("truncated_json"))
     result, _ = asyncio.run(call(local_server, "openai", stream=False))
     assert result.error_kind is ErrorKind.INVALID_RESPONSE and "not valid JSON" in (result.error or "")
+
+
+# (fault, streamed, kind, words in the error): every injected fault, in OpenAI's Responses format.
+RESPONSES_FAULTS = [
+    (Fault("status", status=429, message="slow down"), False, ErrorKind.RATE_LIMIT, "slow down (rate_limit_exceeded)"),
+    (Fault("status", status=500, message="kaput"), True, ErrorKind.SERVER, "HTTP 500: kaput"),
+    (Fault("html"), False, ErrorKind.SERVER, "Bad Gateway"),
+    (Fault("truncated_json"), False, ErrorKind.INVALID_RESPONSE, "not valid JSON"),
+    (Fault("timeout", seconds=2), True, ErrorKind.TIMEOUT, ""),
+    (Fault("reset"), False, ErrorKind.CONNECTION, ""),
+    (Fault("reset", after_events=6), True, ErrorKind.CONNECTION, ""),
+    (Fault("cut", after_events=7), True, ErrorKind.CONNECTION, "cut off"),
+    (Fault("cut"), False, ErrorKind.CONNECTION, ""),
+    (Fault("stream_error", after_events=7, message="overloaded now"), True, ErrorKind.SERVER,
+     "error in stream: overloaded now (server_error)"),
+    (Fault("stream_error", message="overloaded now"), False, ErrorKind.SERVER, "HTTP 500: overloaded now"),
+]
+
+
+@pytest.mark.parametrize(("fault", "stream", "kind", "words"), RESPONSES_FAULTS,
+                         ids=[f"{f.kind}-{'stream' if s else 'whole'}" for f, s, _, _ in RESPONSES_FAULTS])
+def test_every_fault_in_the_responses_format(local_server: FakeServer, fault: Fault, stream: bool,
+                                             kind: ErrorKind, words: str) -> None:
+    local_server.inject(fault)
+    result, deltas = asyncio.run(call(local_server, "openai-responses", stream=stream, max_retries=0, timeout=0.5))
+    assert not result.success and result.error_kind is kind and words in (result.error or ""), result.error
+    assert result.content == "".join(deltas)
+    if fault.kind in ("cut", "stream_error", "reset") and stream:
+        assert result.content, "the text received before the fault is kept"
 
 
 def test_connection_refused_is_a_connection_error() -> None:

@@ -135,6 +135,43 @@ def test_anthropic_gets_system_top_level_and_a_default_max_tokens() -> None:
     assert body["messages"] == [{"role": "user", "content": "U"}]
 
 
+def test_responses_reasoning_models_ask_for_encrypted_reasoning_and_send_no_temperature() -> None:
+    settings = make_settings()
+    reasoning = render_request("openai-responses", CompletionRequest(messages=HELLO, model="gpt-5-mini"), settings).json
+    assert "temperature" not in reasoning and reasoning["include"] == ["reasoning.encrypted_content"]
+    assert reasoning["store"] is False and "reasoning" not in reasoning  # a summary only when asked for
+    plain = render_request("openai-responses", CompletionRequest(messages=HELLO, model="gpt-4.1"), settings).json
+    assert plain["temperature"] == 0.7 and "include" not in plain  # other models reject encrypted reasoning
+
+
+def test_responses_extra_text_reasoning_and_include_are_merged_not_replaced() -> None:
+    request = CompletionRequest(messages=HELLO, model="gpt-5", output_schema={"title": "A", "type": "object"},
+                                extra={"reasoning": {"effort": "low", "summary": "auto"}, "text": {"verbosity": "low"},
+                                       "include": ["message.output_text.logprobs", "reasoning.encrypted_content"],
+                                       "service_tier": "flex", "tools": [{"type": "web_search"}]},
+                                tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}])
+    body = render_request("openai-responses", request, make_settings()).json
+    assert body["tools"] == [{"type": "function", "name": "f", "parameters": {"type": "object", "properties": {}},
+                              "strict": False}, {"type": "web_search"}]  # built-in tools next to the functions
+    assert body["reasoning"] == {"effort": "low", "summary": "auto"}
+    assert body["text"] == {"format": {"type": "json_schema", "name": "A", "schema": {"title": "A", "type": "object"}},
+                            "verbosity": "low"}
+    assert body["include"] == ["reasoning.encrypted_content", "message.output_text.logprobs"]
+    assert body["service_tier"] == "flex"
+
+
+def test_responses_json_object_mode_states_the_schema_in_the_instructions(tmp_path: Path) -> None:
+    write(tmp_path, "relay", "name: relay\nextends: openai-responses\nbase_url: https://relay.example/v1\n"
+                             "docs_url: https://relay.example/docs\nchecked: 2026-12-01\n"
+                             "options: {json_mode: {default: json_object}, user_field: {default: user}}\n")
+    registry = Registry(Settings(providers_path=[tmp_path], api_keys={"relay": TEST_KEY}))
+    request = CompletionRequest(messages=[{"role": "system", "content": "Be brief."}, *HELLO], model="m", user="u-1",
+                                output_schema={"type": "object", "properties": {"city": {"type": "string"}}})
+    body = registry.create("relay").render(request).json  # type: ignore[attr-defined]
+    assert body["text"] == {"format": {"type": "json_object"}} and body["user"] == "u-1"
+    assert body["instructions"].startswith("Be brief.\n\nReply with a JSON object") and '"city"' in body["instructions"]
+
+
 def test_no_model_and_no_default_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="no model given and provider 'vllm' has no default_model"):
         render_request("vllm", CompletionRequest(messages=HELLO), Settings())

@@ -278,3 +278,28 @@ def test_one_upstream_in_two_routes_keeps_each_routes_options(server: FakeServer
         server.inject(Fault("timeout", seconds=1.5))
         reply = engine.complete("quick", ASK)
     assert reply.error_kind is ErrorKind.TIMEOUT and (reply.latency_ms or 0) < 1000
+
+
+def test_an_embeddings_route_falls_back_for_the_whole_input(server: FakeServer) -> None:
+    from engine.testing.embeddings import vector_for
+    from engine.types import EmbeddingResponse
+
+    routes = {"vectors": {"deployments": ["openai/text-embedding-3-small", "mistral/mistral-embed"],
+                          "cooldown": {"seconds": 30}}}
+    texts = ["Io", "Europa", "Ganymede"]
+    server.inject(Fault("status", status=429))
+    with engine_for(server, routes) as engine:
+        reply = engine.embed("vectors", texts)
+        assert reply.success and reply.provider == "mistral" and reply.vectors == [vector_for(t) for t in texts]
+        assert reply.warnings[0].startswith("route 'vectors': openai/text-embedding-3-small failed (rate_limit)")
+        again = asyncio.run(engine.aembed("vectors", texts))  # openai cools down: straight to mistral
+        assert again.provider == "mistral" and not again.warnings
+    assert [r.path.rsplit("/", 1)[-1] for r in server.requests] == ["embeddings"] * 3
+    server.inject(Fault("status", status=429), Fault("status", status=429))
+    with engine_for(server, routes) as engine:
+        engine.embed("vectors", texts)
+        cooling = engine.embed("vectors", texts)
+    assert isinstance(cooling, EmbeddingResponse) and not cooling.success
+    assert cooling.error_kind is ErrorKind.RATE_LIMIT and cooling.error_code == "cooling_down"
+    with engine_for(server, routes) as engine, pytest.raises(Exception, match="did you mean 'dimensions'"):
+        engine.embed("vectors", texts, dimension=8)

@@ -13,6 +13,7 @@ from engine.errors import InvalidMessages, UnsupportedInput
 from engine.registry import Registry
 from engine.shapes import (
     MessageShapes,
+    ShapeError,
     ToolShapes,
     compile_shape,
     data_url,
@@ -39,6 +40,31 @@ def test_a_shape_fills_variables_drops_nulls_and_keeps_literals() -> None:
     assert shape_variables({"a": "$x", "b": ["$y"], "c": "$$z"}) == {"x", "y"}
     with pytest.raises(KeyError):
         compile_shape("$nope")({})
+
+
+def test_first_gives_a_default_for_a_variable_that_comes_out_null() -> None:
+    fill = compile_shape({"strict": {"$first": ["$strict", False]}, "detail": {"$first": ["$detail", "$fallback"]}})
+    assert fill({"strict": None, "detail": None, "fallback": None}) == {"strict": False}
+    assert fill({"strict": True, "detail": "low", "fallback": "auto"}) == {"strict": True, "detail": "low"}
+    assert fill({"strict": False, "detail": None, "fallback": "auto"}) == {"strict": False, "detail": "auto"}
+    assert shape_variables({"s": {"$first": ["$strict", "$other", 1]}}) == {"strict", "other"}
+    for bad in ({"$first": "$x"}, {"$first": []}, {"$first": ["$x"], "other": 1}):
+        with pytest.raises(ShapeError, match=r"\$first takes a list"):
+            compile_shape(bad)
+
+
+def test_when_leaves_a_mapping_out_unless_its_variable_is_set() -> None:
+    fill = compile_shape({"summary": [{"$when": "$text", "type": "summary_text", "text": "$text"}],
+                          "item": {"$when": "$id", "id": "$id", "note": "kept"}})
+    assert fill({"text": None, "id": None}) == {"summary": []}
+    assert fill({"text": "", "id": "rs_1"}) == {"summary": [], "item": {"id": "rs_1", "note": "kept"}}
+    assert fill({"text": "why", "id": None}) == {"summary": [{"type": "summary_text", "text": "why"}]}
+    assert shape_variables({"$when": "$a", "b": "$b"}) == {"a", "b"}
+    with pytest.raises(KeyError):
+        compile_shape({"$when": "$unknown", "a": 1})({})
+    for bad in ({"$when": "text", "a": 1}, {"$when": ["$a"], "a": 1}, {"$when": "$$a"}):
+        with pytest.raises(ShapeError, match=r"\$when names one variable"):
+            compile_shape(bad)
 
 
 def test_data_urls_are_read_and_bad_ones_refused() -> None:
@@ -83,6 +109,34 @@ def test_a_part_without_a_shape_is_refused_but_foreign_reasoning_is_left_out() -
         write_messages(shapes, image)
     thought = [{"role": "assistant", "content": "ok", "thinking": [{"text": "t", "signature": "s"}]}]
     assert write_messages(shapes, thought).messages == [{"role": "assistant", "content": "ok"}]
+
+
+def test_calls_and_reasoning_as_items_of_their_own_in_a_flat_list() -> None:
+    shapes = MessageShapes(
+        calls="items", reasoning="items", message=compile_shape({"role": "$role", "content": "$content"}),
+        by_role={"assistant": compile_shape({"role": "assistant", "content": "$text"}),
+                 "tool": compile_shape({"type": "output", "call": "$tool_call_id", "output": "$content"})},
+        parts={"text": compile_shape({"t": "$text"}), "tool_call": compile_shape({"type": "call", "call": "$id"}),
+               "tool_result": compile_shape({"result": "$id"}),
+               "redacted_reasoning": compile_shape({"$when": "$id", "type": "reasoning", "id": "$id",
+                                                    "data": "$redacted"})})
+    thinking = [{"redacted": "enc-1", "id": "rs_1"}, {"redacted": "foreign"}, {"text": "no shape", "signature": "s"}]
+    messages = [CALLS[0], {**CALLS[1], "thinking": thinking}, *CALLS[2:]]
+    assert write_messages(shapes, messages).messages == [
+        {"role": "user", "content": "hi"},
+        {"type": "reasoning", "id": "rs_1", "data": "enc-1"},  # before the calls; foreign and text-only ones left out
+        {"type": "call", "call": "call_1"}, {"type": "call", "call": "call_2"},  # no empty assistant message
+        {"type": "output", "call": "call_1", "output": "one"},
+        {"type": "output", "call": "call_2", "output": '{"x": 2}'},
+        {"role": "user", "content": "thanks"},
+    ]
+    spoken = [CALLS[0], {**CALLS[1], "content": "Let me look."}, *CALLS[2:4]]
+    assert write_messages(shapes, spoken).messages[1:4] == [
+        {"role": "assistant", "content": "Let me look."}, {"type": "call", "call": "call_1"},
+        {"type": "call", "call": "call_2"}]
+    merged = MessageShapes(calls="items", merge_roles=True, message=shapes.message, parts=shapes.parts)
+    two = [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]
+    assert write_messages(merged, two).messages == [{"role": "user", "content": [{"t": "a"}, {"t": "b"}]}]
 
 
 def test_openai_shape_passes_messages_as_given_without_the_engines_keys() -> None:

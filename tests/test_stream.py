@@ -106,9 +106,60 @@ def test_nothing_after_the_end_marker_is_read() -> None:
     assert deltas == [] and state.ended
 
 
-@pytest.mark.parametrize("provider", ["openai", "anthropic", "ollama"])
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "ollama", "openai-responses"])
 def test_events_are_kept_as_raw_response(provider: str) -> None:
     state = state_for(provider)
     body = (FIXTURES / provider / "stream.txt").read_bytes()
     state.feed(body)
     assert state.events and json.dumps(state.events)
+
+
+def typed(*events: dict[str, object], named: bool = True) -> bytes:
+    """Responses-style events: the type in the data and (``named``) in the SSE event: line."""
+    return b"".join((f"event: {e['type']}\n" if named else "").encode() + b"data: " + json.dumps(e).encode() + b"\n\n"
+                    for e in events)
+
+
+TEXT = {"type": "response.output_text.delta", "output_index": 0, "delta": "Par"}
+
+
+@pytest.mark.parametrize(("event", "message", "kind"), [
+    ({"type": "response.failed", "response": {"status": "failed", "error": {
+        "code": "server_error", "message": "The model failed."}}},
+     "The model failed. (server_error)", ErrorKind.SERVER),
+    ({"type": "error", "code": "rate_limit_exceeded", "message": "Slow down.", "param": None},
+     "Slow down. (rate_limit_exceeded)", ErrorKind.RATE_LIMIT),
+    # the shape seen in production: the error nested, as in an HTTP error body
+    ({"type": "error", "error": {"type": "invalid_request_error", "code": "context_length_exceeded",
+                                 "message": "Too long."}}, "Too long. (context_length_exceeded)",
+     ErrorKind.INVALID_REQUEST),
+])
+@pytest.mark.parametrize("named", [True, False], ids=["event-line", "type-only"])
+def test_responses_failed_and_error_events_fail_the_stream(event: dict[str, object], message: str,
+                                                           kind: ErrorKind, named: bool) -> None:
+    state = state_for("openai-responses")
+    deltas = state.feed(typed(TEXT, event, named=named))
+    assert texts(deltas) == ["Par"] and state.content == "Par"
+    assert state.error == f"error in stream: {message}" and state.error_kind is kind
+
+
+def test_responses_incomplete_ends_the_stream_with_its_reason_and_a_refusal_is_content_filtered() -> None:
+    state = state_for("openai-responses")
+    state.feed(typed(TEXT, {"type": "response.incomplete", "response": {
+        "status": "incomplete", "incomplete_details": {"reason": "max_output_tokens"},
+        "usage": {"input_tokens": 3, "output_tokens": 16, "output_tokens_details": {"reasoning_tokens": 12}}}}))
+    assert state.ended and state.error is None and state.values["finish_reason"] == "max_output_tokens"
+    assert (state.values["output_tokens"], state.values["reasoning_tokens"]) == (16, 12)
+    refused = state_for("openai-responses")
+    refused.feed(typed({"type": "response.refusal.delta", "output_index": 0, "delta": "I can't help."},
+                       {"type": "response.completed", "response": {"status": "completed", "output": [
+                           {"type": "message", "content": [{"type": "refusal", "refusal": "I can't help."}]}]}}))
+    assert refused.ended and refused.content == "I can't help." and refused.values["finish_reason"] == "refusal"
+    # A function call's item events carry no text: only its start and argument pieces count.
+    calls = state_for("openai-responses")
+    calls.feed(typed({"type": "response.output_item.added", "output_index": 1, "item": {
+        "type": "message", "id": "msg_1", "name": "not-a-call"}},
+                     {"type": "response.output_item.added", "output_index": 2, "item": {
+        "type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "f", "arguments": ""}},
+                     {"type": "response.function_call_arguments.delta", "output_index": 2, "delta": "{}"}))
+    assert [(c.id, c.name, c.arguments) for c in calls.tool_calls()] == [("call_1", "f", "{}")]

@@ -22,7 +22,7 @@ MESSAGES: list[dict[str, Any]] = [
 def test_every_filter_is_tested_here() -> None:
     assert set(FILTERS) == {"tojson", "drop_none", "merge", "pick", "omit", "as_list", "system_text",
                             "without_system", "map_roles", "text_parts", "only_keys", "text_content", "raw_path",
-                            "last_turn", "history", "rename_keys", "merge_turns", "chat_template"}
+                            "last_turn", "history", "rename_keys", "merge_turns", "chat_template", "each_as"}
 
 
 def test_as_list_wraps_a_single_value_and_keeps_none_and_lists() -> None:
@@ -182,3 +182,12 @@ def test_a_template_cannot_load_another(statement: str) -> None:
 
     with pytest.raises(TemplateSyntaxError, match="is not allowed"):
         compile_template(statement + "{{ 1 | tojson }}", "body")
+
+
+def test_each_as_writes_every_item_into_a_shape() -> None:
+    each_as = FILTERS["each_as"]
+    shape = {"content": {"parts": [{"text": "$item"}]}, "taskType": "$task", "model": "$model"}
+    assert each_as(["a", "b"], shape, model="m", task=None) == [
+        {"content": {"parts": [{"text": "a"}]}, "model": "m"}, {"content": {"parts": [{"text": "b"}]}, "model": "m"}]
+    render = compile_template('{{ inputs | each_as({"t": "$item", "n": "$$item"}) | tojson }}', "body")
+    assert json.loads(render({"inputs": ["x"]})) == [{"t": "x", "n": "$item"}]

@@ -29,9 +29,11 @@ EXPECTED: dict[str, tuple[str, list[str | None], str | None, str]] = {
     "cohere": ("", ["get_weather_pa1", "get_weather_ro2"], "I will check both cities.", "TOOL_CALL"),
     "ollama": ("Checking both.", ["call_k3j9x2ab", "call_m4n8p1cd"], None, "stop"),
     "mistral": ("", ["Pa1bCdEf2", "Ro2gHiJk3"], None, "tool_calls"),
+    "openai-responses": ("Checking both.", ["call_Pa1", "call_Ro2"], "Two cities, two calls.", "completed"),
 }
 MODELS = {"openai": "gpt-4.1-mini", "anthropic": "claude-sonnet-4-6", "gemini": "gemini-3.8-flash",
-          "cohere": "command-a-03-2025", "ollama": "qwen3", "mistral": "mistral-small-latest"}
+          "cohere": "command-a-03-2025", "ollama": "qwen3", "mistral": "mistral-small-latest",
+          "openai-responses": "gpt-5-mini"}
 
 
 def run(provider: str, stream: bool, piece: int = 4096) -> tuple[CompletionResponse, list[StreamEvent]]:
@@ -92,8 +94,9 @@ def test_a_stream_with_two_calls_at_every_split(provider: str, piece: int) -> No
     assert [e.type for e in events].count("usage") == 1
 
 
-def test_interleaved_pieces_come_out_whole_and_in_order() -> None:
-    response, events = run("openai", stream=True, piece=1)
+@pytest.mark.parametrize("provider", ["openai", "openai-responses"])
+def test_interleaved_pieces_come_out_whole_and_in_order(provider: str) -> None:
+    response, events = run(provider, stream=True, piece=1)
     pieces = [(e.index, e.text) for e in events if e.type == "tool_arguments"]
     assert [i for i, _ in pieces] == [0, 1, 0, 1, 0]  # as the stream interleaved them
     assert [c.arguments for c in response.tool_calls] == ['{"city": "Paris"}', '{"city": "Rome"}']
@@ -114,10 +117,14 @@ def test_opaque_replay_data_is_kept_on_the_message(stream: bool) -> None:
     anthropic, _ = run("anthropic", stream=stream)
     assert anthropic.thinking == [{"text": "Two cities, two calls.", "signature": "EqQBsig=="}]
     assert anthropic.message["thinking"] == anthropic.thinking
+    responses, _ = run("openai-responses", stream=stream)  # a reasoning item: its id and encrypted content
+    assert responses.thinking == [{"text": "Two cities, two calls.", "redacted": "gAAAAABencT1==", "id": "rs_T1"}]
+    assert responses.message["thinking"] == responses.thinking
 
 
 def test_replaying_the_message_sends_the_opaque_data_back() -> None:
-    for provider, stream in (("gemini", False), ("anthropic", True)):
+    for provider, stream in (("gemini", False), ("anthropic", True), ("openai-responses", True),
+                             ("openai-responses", False)):
         response, _ = run(provider, stream=stream)
         follow_up = [*ASK, response.message, *({"role": "tool", "tool_call_id": c.id, "content": "18C"}
                                                for c in response.tool_calls)]
@@ -127,6 +134,17 @@ def test_replaying_the_message_sends_the_opaque_data_back() -> None:
             text, first, second = body["contents"][1]["parts"]
             assert text == {"text": "Checking both."} and first["thoughtSignature"] == "c2lnLWdlbQ=="
             assert "thoughtSignature" not in second
-        else:
+        elif provider == "anthropic":
             assert body["messages"][1]["content"][0] == {"type": "thinking", "thinking": "Two cities, two calls.",
                                                          "signature": "EqQBsig=="}
+        else:  # the reasoning item first, as it came, then the text, the calls and their outputs as items
+            summary = [{"type": "summary_text", "text": "Two cities, two calls."}]
+            call = {"type": "function_call", "name": "get_weather"}
+            assert body["input"][1:] == [
+                {"type": "reasoning", "id": "rs_T1", "summary": summary, "encrypted_content": "gAAAAABencT1=="},
+                {"type": "message", "role": "assistant", "content": "Checking both."},
+                {**call, "call_id": "call_Pa1", "arguments": '{"city": "Paris"}'},
+                {**call, "call_id": "call_Ro2", "arguments": '{"city": "Rome"}'},
+                {"type": "function_call_output", "call_id": "call_Pa1", "output": "18C"},
+                {"type": "function_call_output", "call_id": "call_Ro2", "output": "18C"}]
+            assert body["include"] == ["reasoning.encrypted_content"] and body["store"] is False

@@ -19,15 +19,16 @@ import pytest
 
 from engine import CompletionRequest, CompletionResponse, Engine, ErrorKind, render_request
 from engine.testing import FakeServer
-from engine.testing.wire import SIGNATURE
+from engine.testing.wire import SIGNATURE, OpenAIResponses
 from engine.types import StreamEvent
 
 from .conftest import server_settings
 
 MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "gemini": "gemini-2.5-flash", "cohere": None,
-          "ollama": "llama3.2", "groq": None, "mistral": None}
-IMAGES = ("openai", "anthropic", "gemini", "cohere", "ollama", "mistral")  # groq's default model takes none
-PIECED = ("openai", "anthropic", "cohere", "groq", "mistral")  # streams that send arguments in pieces
+          "ollama": "llama3.2", "groq": None, "mistral": None,
+          "openai-responses": "gpt-5-mini"}  # a reasoning model: its encrypted reasoning goes back with the results
+IMAGES = ("openai", "anthropic", "gemini", "cohere", "ollama", "mistral", "openai-responses")  # groq's takes none
+PIECED = ("openai", "anthropic", "cohere", "groq", "mistral", "openai-responses")  # arguments sent in pieces
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "The current weather in a city.",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
@@ -137,12 +138,63 @@ def test_tool_choice_none_gives_a_text_answer(local_server: FakeServer, provider
     assert not any(e.type == "tool_call" for e in events)
 
 
-@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "openai-responses"])
 def test_a_named_tool_without_parallel_calls_is_called_once(local_server: FakeServer, provider: str) -> None:
     result, _ = run(local_server, provider, ASK, stream=False, tools=[WEATHER, TIME], parallel_tool_calls=False,
                     tool_choice={"type": "function", "function": {"name": "get_time"}})
     assert result.success, result.error
     assert [(call.name, call.args()) for call in result.tool_calls] == [("get_time", {})]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_encrypted_reasoning_goes_back_with_the_results(local_server: FakeServer, stream: bool) -> None:
+    first, _ = run(local_server, "openai-responses", ASK, stream=stream, tools=[WEATHER])
+    assert first.success and first.finish_reason == "tool_calls", first.error
+    [block] = first.thinking
+    assert block == {"id": block["id"], "redacted": OpenAIResponses.encrypted(block["id"])}
+    assert first.reasoning is None and first.reasoning_tokens == OpenAIResponses.REASONING_TOKENS
+    final, _ = run(local_server, "openai-responses", follow_up(first), stream=stream, tools=[WEATHER])
+    assert final.success and final.content == "Results: 18C in Paris; 22C in Rome", final.error
+    sent = local_server.requests[-1].json()
+    assert sent["store"] is False and sent["include"] == ["reasoning.encrypted_content"]
+    assert [item.get("type") for item in sent["input"]] == [
+        "message", "reasoning", "function_call", "function_call", "function_call_output", "function_call_output"]
+    assert sent["input"][1] == {"type": "reasoning", "id": block["id"], "summary": [],
+                                "encrypted_content": block["redacted"]}
+
+
+def test_reasoning_that_cannot_be_verified_is_refused_and_reasoning_without_it_is_left_out(
+        local_server: FakeServer) -> None:
+    first, _ = run(local_server, "openai-responses", ASK, stream=False, tools=[WEATHER])
+    tampered = follow_up(first)
+    tampered[1]["thinking"] = [{**first.thinking[0], "redacted": "forged"}]
+    final, _ = run(local_server, "openai-responses", tampered, stream=False, tools=[WEATHER])
+    assert final.error_kind is ErrorKind.INVALID_REQUEST and "could not be verified" in (final.error or "")
+    # Without its encrypted content a reasoning item is unusable when nothing is stored: it is not sent at all.
+    bare = follow_up(first)
+    bare[1]["thinking"] = [{"id": first.thinking[0]["id"], "text": "a summary, no encrypted content"}]
+    final, _ = run(local_server, "openai-responses", bare, stream=False, tools=[WEATHER])
+    assert final.success, final.error
+    assert all(item.get("type") != "reasoning" for item in local_server.requests[-1].json()["input"])
+
+
+def test_built_in_tools_go_next_to_the_function_tools(local_server: FakeServer) -> None:
+    first, _ = run(local_server, "openai-responses", ASK, stream=False, tools=[WEATHER],
+                   extra={"tools": [{"type": "web_search"}]})
+    assert first.success and [call.name for call in first.tool_calls] == ["get_weather", "get_weather"], first.error
+    assert [tool["type"] for tool in local_server.requests[-1].json()["tools"]] == ["function", "web_search"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_a_reasoning_summary_asked_for_is_the_reasoning(local_server: FakeServer, stream: bool) -> None:
+    result, events = run(local_server, "openai-responses", ASK, stream=stream,
+                         extra={"reasoning": {"summary": "auto", "effort": "low"}})
+    assert result.success, result.error
+    assert result.reasoning == OpenAIResponses.SUMMARY
+    assert result.thinking[0]["text"] == OpenAIResponses.SUMMARY and result.thinking[0]["redacted"]
+    if stream:
+        assert "".join(e.text for e in events if e.type == "reasoning") == OpenAIResponses.SUMMARY
+        check_events(events, result)
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
@@ -187,7 +239,9 @@ ANSWERED: list[dict[str, Any]] = [*ASK, CALLED, {"role": "tool", "tool_call_id":
 
 
 def drop_last_result(body: dict[str, Any]) -> None:
-    if "contents" in body:
+    if "input" in body:
+        body["input"].pop()
+    elif "contents" in body:
         body["contents"][-1]["parts"].pop()
     elif isinstance(body["messages"][-1]["content"], list):  # Anthropic: the results are blocks of one message
         body["messages"][-1]["content"].pop()
@@ -203,12 +257,31 @@ def no_signature(body: dict[str, Any]) -> None:
     del body["contents"][-2]["parts"][0]["thoughtSignature"]
 
 
+def results_as_chat_messages(body: dict[str, Any]) -> None:
+    body["input"][-2:] = [{"role": "tool", "tool_call_id": item["call_id"], "content": item["output"]}
+                          for item in body["input"][-2:]]
+
+
+def calls_nested_in_the_message(body: dict[str, Any]) -> None:
+    calls = [body["input"].pop(1), body["input"].pop(1)]
+    body["input"].insert(1, {"role": "assistant", "content": "", "tool_calls": calls})
+
+
+def tools_nested_as_in_chat(body: dict[str, Any]) -> None:
+    body["tools"] = [{"type": "function", "function": {k: v for k, v in t.items() if k != "type"}}
+                     for t in body["tools"]]
+
+
 def results_in_two_turns(body: dict[str, Any]) -> None:
     last = body["messages"].pop()
     body["messages"] += [{"role": "user", "content": [block]} for block in last["content"]]
 
 
 def arguments_as_object(body: dict[str, Any]) -> None:
+    if "input" in body:
+        for item in body["input"][1:3]:
+            item["arguments"] = json.loads(item["arguments"])
+        return
     for call in body["messages"][1]["tool_calls"]:
         call["function"]["arguments"] = json.loads(call["function"]["arguments"])
 
@@ -229,6 +302,11 @@ def arguments_as_text(body: dict[str, Any]) -> None:
     ("anthropic", results_in_two_turns, "right after an assistant message with tool_use"),
     ("gemini", drop_last_result, "number of function response parts"),
     ("gemini", no_signature, "missing a thought_signature"),
+    ("openai-responses", drop_last_result, "No tool output found for function call call_B2"),
+    ("openai-responses", arguments_as_object, "expected a string, but got an object"),
+    ("openai-responses", results_as_chat_messages, "Invalid value for 'input[3].role'"),
+    ("openai-responses", calls_nested_in_the_message, "Unknown parameter: 'input[1].tool_calls'"),
+    ("openai-responses", tools_nested_as_in_chat, "Function tools are flat"),
 ])
 def test_the_server_refuses_results_in_the_wrong_shape(local_server: FakeServer, provider: str,
                                                        break_it: Callable[[dict[str, Any]], None],

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from ..registry import Registry
     from ..settings import Settings
     from ..spec import ProviderSpec
-    from ..types import CompletionResponse
+    from ..types import CompletionResponse, EmbeddingRequest
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -271,7 +271,7 @@ def _summary(response: CompletionResponse) -> str:
 
 
 def cmd_render(args: argparse.Namespace, console: Console) -> int:
-    from ..api import render_request
+    from ..api import render_embeddings_request, render_request
     from ..client import Engine
     from ..render import with_placeholders
     from ..types import CompletionRequest
@@ -279,22 +279,73 @@ def cmd_render(args: argparse.Namespace, console: Console) -> int:
     settings = settings_of(args)
     engine = Engine(settings)
     provider, model = engine.route(args.model)
-    messages, fields = _request_fields(args)
-    request = CompletionRequest(messages=messages, model=model, stream=args.stream, **_call_options(args, fields))
+    if args.embed:
+        request_ = _embedding_request(args, model, args.prompt)
+    else:
+        messages, fields = _request_fields(args)
+        request = CompletionRequest(messages=messages, model=model, stream=args.stream,
+                                    **_call_options(args, fields))
     settings, notes = with_placeholders(engine.registry.spec(provider), settings)
     for note in notes:
         console.note(f"note: {note}")
-    shown = render_request(provider, request, settings).to_dict()
+    shown = [r.to_dict() for r in render_embeddings_request(provider, request_, settings)] if args.embed \
+        else [render_request(provider, request, settings).to_dict()]
     if args.json:
-        console.print(json_text(shown))
+        console.print(json_text(shown[0] if len(shown) == 1 else shown))
         return EXIT_OK
-    console.print(f"{shown['method']} {shown['url']}", "bold")
-    for name, value in shown["headers"].items():
-        console.print(f"{console.paint(name, 'cyan')}: {value}")
-    if shown["body"] is not None:
-        console.print()
-        console.print(json_text(shown["body"]))
+    for number, one in enumerate(shown):
+        if number:
+            console.print()
+        console.print(f"{one['method']} {one['url']}", "bold")
+        for name, value in one["headers"].items():
+            console.print(f"{console.paint(name, 'cyan')}: {value}")
+        if one["body"] is not None:
+            console.print()
+            console.print(json_text(one["body"]))
     return EXIT_OK
+
+
+def _embedding_request(args: argparse.Namespace, model: str | None, texts: list[str]) -> EmbeddingRequest:
+    from ..errors import ConfigError
+    from ..types import EmbeddingRequest
+
+    if not texts:
+        raise ConfigError("no texts to embed: give them as arguments, with --input FILE, or on stdin")
+    return EmbeddingRequest(inputs=texts, model=model, dimensions=args.dimensions, input_type=args.input_type)
+
+
+def cmd_embed(args: argparse.Namespace, console: Console) -> int:
+    from ..client import Engine
+
+    texts = list(args.texts)
+    if args.input is not None or not texts:
+        source = sys.stdin.read() if args.input in (None, "-") else Path(args.input).read_text(encoding="utf-8")
+        texts += [line for line in source.splitlines() if line.strip()]
+    engine = Engine(settings_of(args))
+    _, model = engine.route(args.model)
+    request = _embedding_request(args, model, texts)
+    with engine:
+        response = engine.embed(args.model, request.inputs, dimensions=request.dimensions,
+                                input_type=request.input_type)
+    if args.json:
+        console.print(json_text(response.model_dump(mode="json")))
+    else:
+        for index, vector in enumerate(response.vectors):
+            if vector is None:
+                console.print(f"{index}: {console.paint('(failed)', 'red')}")
+            else:
+                head = ", ".join(f"{x:.4f}" for x in vector[:4])
+                console.print(f"{index}: [{head}{', …' if len(vector) > 4 else ''}] ({len(vector)} dimensions)")
+    if response.success:
+        tokens = f"{response.input_tokens} tokens" if response.input_tokens is not None else "tokens not reported"
+        cost = f"${response.cost_usd:.8g}" if response.cost_usd is not None else "cost unknown"
+        console.note(f"{response.provider}/{response.model} · {len(response.vectors)} vectors × "
+                     f"{response.dimensions} · {tokens} · {cost} · {response.latency_ms:.0f} ms · "
+                     f"{response.batches} request{'s' if response.batches != 1 else ''}")
+        return EXIT_OK
+    kind = f"{response.error_kind}: " if response.error_kind else ""
+    console.error(f"{response.provider}/{response.model}: {kind}{response.error}")
+    return EXIT_FAILED
 
 
 # -- providers, models, pricing, cost -------------------------------------------------------------------
@@ -399,6 +450,7 @@ def _price_cells(price: Any, local: bool) -> list[str]:
 
 def cmd_models(args: argparse.Namespace, console: Console) -> int:
     from ..errors import ConfigError
+    from ..lifecycle import status
     from ..pricing import describe
 
     registry = registry_of(settings_of(args))
@@ -417,17 +469,22 @@ def cmd_models(args: argparse.Namespace, console: Console) -> int:
             any_model.append(name)
         for model in spec.models:
             price = registry.prices.quote(spec, model.id).price
+            state = status(model)
+            style = "red" if state.startswith("retired") else "yellow" if state != "current" else ""
             rows.append([f"{name}/{model.id}", count(model.context_window), count(model.max_output_tokens),
-                         *_price_cells(price, spec.local)])
+                         *_price_cells(price, spec.local), (state, style)])
             listing.append({
                 "provider": name, "model": model.id, "aliases": model.aliases, "local": spec.local,
                 "context_window": model.context_window, "max_output_tokens": model.max_output_tokens,
-                "price": describe(price) if price is not None else None,
+                "price": describe(price) if price is not None else None, "status": state.split(" ")[0],
+                "deprecated": str(model.deprecated) if model.deprecated else None,
+                "retired": str(model.retired) if model.retired else None, "replacement": model.replacement,
+                "notice": model.notice,
             })
     if args.json:
         console.print(json_text(listing))
     else:
-        console.table(["MODEL", "CONTEXT", "MAX OUTPUT", "INPUT $/M", "OUTPUT $/M", "CACHED $/M"], rows,
+        console.table(["MODEL", "CONTEXT", "MAX OUTPUT", "INPUT $/M", "OUTPUT $/M", "CACHED $/M", "STATUS"], rows,
                       right=range(1, 6))
         if any_model:
             console.note(f"no model list (any model id the server knows): {', '.join(any_model)}")
@@ -436,7 +493,7 @@ def cmd_models(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_pricing(args: argparse.Namespace, console: Console) -> int:
     from ..errors import ConfigError
-    from ..pricing import describe
+    from ..pricing import describe, iter_rules
 
     registry = registry_of(settings_of(args))
     prices = registry.prices
@@ -451,18 +508,100 @@ def cmd_pricing(args: argparse.Namespace, console: Console) -> int:
                 console.warn(f"{one_line(exc)} (its own pricing block is left out)")
         elif args.providers and name not in prices.providers():
             registry.chain(name)  # unknown everywhere: raises the usual error
-        for model, price in sorted(prices.models(name, file_prices).items()):
-            listing.setdefault(name, {})[model] = describe(price)
-            rows.append([f"{name}/{model}", per_million(price.input), per_million(price.output),
-                         per_million(price.cached_input), per_million(price.cache_write),
-                         str(price.date or "-"), price.source or "-"])
+        for model, pricing in sorted(prices.schedules(name, file_prices).items()):
+            periods = [p.price for p in pricing.periods]
+            listing.setdefault(name, {})[model] = describe(periods[0]) if len(periods) == 1 else [
+                describe(p) for p in periods]
+            for price in periods:
+                when = [f"from {price.from_}"] if price.from_ else []
+                when += [f"until {price.until}"] if price.until else []
+                rules = [*when, *iter_rules(price)]
+                rows.append([f"{name}/{model}", per_million(price.input), per_million(price.output),
+                             per_million(price.cached_input), per_million(price.cache_write),
+                             "; ".join(rules) or "-", str(price.date or "-"), price.source or "-"])
     if args.json:
         console.print(json_text(listing))
         return EXIT_OK
-    console.table(["MODEL", "INPUT", "OUTPUT", "CACHED IN", "CACHE WRITE", "CHECKED", "SOURCE"], rows,
+    console.table(["MODEL", "INPUT", "OUTPUT", "CACHED IN", "CACHE WRITE", "RULES", "CHECKED", "SOURCE"], rows,
                   right=range(1, 5))
-    console.note("USD per million tokens. Precedence: provider file < bundled pricing.yaml < GENAI_PRICING_FILE.")
+    console.note("USD per million tokens. Precedence, field by field: provider file < bundled pricing.yaml < "
+                 "GENAI_PRICING_FILE. The rates of a rule: genai pricing --json.")
     return EXIT_OK
+
+
+def _instant(text: str | None, flag: str) -> Any:
+    """An ISO date or date-time from the command line, as an aware UTC datetime (a date: its midnight UTC)."""
+    import datetime
+
+    if text is None:
+        return None
+    try:
+        value = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{flag} {text!r}: expected an ISO date or time, such as 2027-01-01 or "
+                         "2026-12-01T02:30:00Z") from None
+    return value.replace(tzinfo=datetime.UTC) if value.tzinfo is None else value.astimezone(datetime.UTC)
+
+
+def vars_of(rates: Any) -> dict[str, Any]:
+    return {name: getattr(rates, name) for name in ("input", "output", "cached_input", "cache_write",
+                                                    "cache_write_1h")}
+
+
+def cmd_pricing_audit(args: argparse.Namespace, console: Console) -> int:
+    from ..audit import audit, load_audit_data
+
+    registry = registry_of(settings_of(args))
+    for name in args.providers or []:
+        if name not in registry.prices.providers():
+            registry.chain(name)  # unknown everywhere: the usual error
+    data = load_audit_data([Path(p) for p in args.known or []])
+    report = audit(registry, args.providers or [], at=_instant(args.at, "--at"), data=data)
+    if args.json:
+        console.print(json_text({
+            "genai_prices": report.version, "at": report.at.isoformat(),
+            "compared": [{"provider": p, "model": m, "genai_prices": g} for p, m, g in report.compared],
+            "not_in_genai_prices": [{"provider": p, "model": m} for p, m in report.not_in_genai_prices],
+            "differences": [{
+                "provider": d.provider, "model": d.model, "rate": d.field, "service_tier": d.service_tier,
+                "where": d.where, "ours": str(d.ours), "genai_prices": str(d.theirs), "our_source": d.our_source,
+                "their_source": d.their_source,
+                "explained": None if d.explained is None else {"reason": d.explained.reason,
+                                                               "source": d.explained.source},
+            } for d in report.differences],
+        }))
+        return EXIT_FAILED if report.unexplained else EXIT_OK
+    console.print(f"genai-prices {report.version}, prices at {report.at:%Y-%m-%d %H:%M} UTC: "
+                  f"{len(report.compared)} models compared, {len(report.not_in_genai_prices)} not in genai-prices")
+
+    def rows(differences: list[Any], reasons: bool) -> list[list[Cell]]:
+        return [[f"{d.provider}/{d.model}", d.field + (f" ({d.service_tier})" if d.service_tier else ""), d.where,
+                 per_million(d.ours), per_million(d.theirs),
+                 *([d.explained.reason, d.explained.source] if reasons else [d.our_source, d.their_source])]
+                for d in differences]
+
+    unexplained = report.unexplained
+    if unexplained:
+        console.print()
+        console.print(f"{len(unexplained)} disagreement{'s' * (len(unexplained) != 1)} (USD per million tokens):",
+                      "bold")
+        console.table(["MODEL", "RATE", "WHERE", "OURS", "GENAI-PRICES", "OUR SOURCE", "THEIR SOURCE"],
+                      rows(unexplained, False), right=[3, 4])
+    if args.all and report.explained:
+        console.print()
+        console.print(f"{len(report.explained)} explained (price-audit.yaml):", "bold")
+        console.table(["MODEL", "RATE", "WHERE", "OURS", "GENAI-PRICES", "REASON", "SOURCE"],
+                      rows(report.explained, True), right=[3, 4])
+    if args.all and report.not_in_genai_prices:
+        console.print()
+        console.print("not in genai-prices: " + ", ".join(f"{p}/{m}" for p, m in report.not_in_genai_prices))
+    console.print()
+    explained = len(report.explained)
+    summary = f"{len(unexplained)} unexplained, {explained} explained"
+    if explained and not args.all:
+        summary += " (--all lists them with their reasons)"
+    console.print(summary, "red" if unexplained else "green")
+    return EXIT_FAILED if unexplained else EXIT_OK
 
 
 def cmd_cost(args: argparse.Namespace, console: Console) -> int:
@@ -470,25 +609,39 @@ def cmd_cost(args: argparse.Namespace, console: Console) -> int:
     from ..pricing import Usage, describe
 
     for label, value in (("INPUT_TOKENS", args.input_tokens), ("OUTPUT_TOKENS", args.output_tokens),
-                         ("--cached", args.cached), ("--cache-write", args.cache_write)):
+                         ("--cached", args.cached), ("--cache-write", args.cache_write),
+                         ("--cache-write-1h", args.cache_write_1h)):
         if value < 0:
             raise UsageError(f"{label} cannot be negative")
-    if args.cached + args.cache_write > args.input_tokens:
+    if args.cached + max(args.cache_write, args.cache_write_1h) > args.input_tokens:
         raise UsageError("--cached and --cache-write are part of INPUT_TOKENS, so they cannot add up to more")
+    if args.cache_write_1h > args.cache_write and args.cache_write:
+        raise UsageError("--cache-write-1h is part of --cache-write, so it cannot be more")
+    at = _instant(args.at, "--at")
     quote = Engine(settings_of(args)).quote(args.model)
     name = f"{quote.provider}/{quote.model}"
     if not quote.known:
         console.error(f"no price known for {name}: add it to a pricing file (GENAI_PRICING_FILE) "
                       "or to the provider file's 'pricing'")
         return EXIT_FAILED
-    cost = quote.cost(Usage(args.input_tokens, args.output_tokens, args.cached, args.cache_write))
-    price = quote.price
+    usage = Usage(args.input_tokens, args.output_tokens, args.cached, args.cache_write,
+                  cache_write_1h_tokens=args.cache_write_1h)
+    charge = quote.charge(usage, at, args.service_tier)
+    if not quote.local and charge is None:
+        console.error(f"no price of {name} is in effect at {at or 'this time'} (its periods do not cover it)")
+        return EXIT_FAILED
+    cost = quote.cost(usage, at, args.service_tier)
+    price = charge.price if charge is not None else quote.price
     if args.json:
         console.print(json_text({
             "provider": quote.provider, "model": quote.model, "input_tokens": args.input_tokens,
             "output_tokens": args.output_tokens, "cached_input_tokens": args.cached,
-            "cache_write_tokens": args.cache_write, "cost_usd": float(cost or 0), "cost_usd_exact": str(cost),
+            "cache_write_tokens": args.cache_write, "cache_write_1h_tokens": args.cache_write_1h,
+            "service_tier": args.service_tier, "at": at.isoformat() if at else None,
+            "cost_usd": float(cost or 0), "cost_usd_exact": str(cost),
             "price": describe(price) if price is not None else None, "local": quote.local,
+            "rates": None if charge is None else {k: str(v) for k, v in vars_of(charge.rates).items()},
+            "rules": [] if charge is None else list(charge.rules),
         }))
         return EXIT_OK
     counts = f"{count(args.input_tokens)} input + {count(args.output_tokens)} output tokens"
@@ -498,10 +651,15 @@ def cmd_cost(args: argparse.Namespace, console: Console) -> int:
     if price is None:
         console.print("  a local provider: calls cost nothing", "dim")
         return EXIT_OK
-    per = [f"input ${per_million(price.input)}", f"output ${per_million(price.output)}"]
-    per += [f"{label} ${per_million(v)}" for label, v in (("cached input", price.cached_input),
-                                                          ("cache write", price.cache_write)) if v is not None]
+    assert charge is not None
+    rates = charge.rates
+    per = [f"input ${per_million(rates.input)}", f"output ${per_million(rates.output)}",
+           f"cached input ${per_million(rates.cached_input)}", f"cache write ${per_million(rates.cache_write)}"]
+    if args.cache_write_1h:
+        per.append(f"1-hour cache write ${per_million(rates.cache_write_1h)}")
     console.print(f"  per million tokens: {', '.join(per)}", "dim")
+    if charge.rules:
+        console.print(f"  rates chosen by: {'; '.join(charge.rules)}", "dim")
     if price.source or price.date:
         console.print(f"  source: {price.source or '?'}" + (f" (checked {price.date})" if price.date else ""), "dim")
     return EXIT_OK
@@ -634,10 +792,11 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
             tokens = ("-" if r.input_tokens is None and r.output_tokens is None
                       else f"{count(r.input_tokens)} / {count(r.output_tokens)}")
             time = "-" if r.latency_ms is None else f"{r.latency_ms:,.0f} ms"
-            table.append([r.provider, r.format or "-", (r.result, styles[r.result]), tokens, money(r.cost_usd),
-                          time, (text, "" if r.result == "ok" else styles[r.result])])
-        console.table(["PROVIDER", "FORMAT", "RESULT", "TOKENS IN/OUT", "COST", "TIME", "REPLY"], table,
-                      right=[3, 4, 5])
+            embed = ("-", "dim") if r.embeddings is None else (r.embeddings, styles[r.embeddings])
+            table.append([r.provider, r.format or "-", (r.result, styles[r.result]), embed, tokens,
+                          money(r.cost_usd), time, (text, "" if r.result == "ok" else styles[r.result])])
+        console.table(["PROVIDER", "FORMAT", "RESULT", "EMBED", "TOKENS IN/OUT", "COST", "TIME", "REPLY"], table,
+                      right=[4, 5, 6])
         counts = {kind: sum(r.result == kind for r in results) for kind in styles}
         console.print()
         console.print(f"{counts['ok']} ok, {counts['fail']} failed, {counts['skipped']} skipped "

@@ -15,7 +15,7 @@ import json
 import re
 import types
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
@@ -30,9 +30,10 @@ BEGIN = "<!-- BEGIN GENERATED KEY REFERENCE (genai docs --write docs/provider-fo
 END = "<!-- END GENERATED KEY REFERENCE -->"
 
 # The placeholder shown for the keys of a mapping field, by field name.
-KEY_NAMES = {"pricing": "<model id>", "events": "<event type>", "kinds": "<error type>",
-             "status_kinds": "<HTTP status>", "finish_reasons": "<the API's reason>", "roles": "<role>",
-             "role_message": "<role>", "parts": "<part kind>", "choice": "<choice kind>", "options": "<option>"}
+KEY_NAMES = {"pricing": "<model id>", "service_tiers": "<service tier>", "events": "<event type>",
+             "kinds": "<error type>", "status_kinds": "<HTTP status>", "finish_reasons": "<the API's reason>",
+             "roles": "<role>", "role_message": "<role>", "parts": "<part kind>", "choice": "<choice kind>",
+             "options": "<option>"}
 
 ERROR_KINDS = {
     "auth": "the key is missing or wrong, or lacks permission (401, 403)",
@@ -108,10 +109,72 @@ response:
   content: $.generated_text
 """,
         """\
+# An embeddings-only API: no request or response section, only embeddings.
+name: vectors
+description: A text-embedding service
+base_url: https://api.vectors.example/v1
+models: [{id: vec-1, kind: embedding}]
+auth: {env: [VECTORS_API_KEY]}
+embeddings:
+  path: /embeddings
+  default_model: vec-1
+  max_batch: 256
+  body: '{{ {"model": model, "input": inputs} | tojson }}'
+  response: {vectors: "$.data[*].embedding", input_tokens: $.usage.total_tokens}
+pricing:
+  vec-1: {input: 0.05, output: 0}
+""",
+        """\
 # Calls made by a Python class instead of an HTTP template (see engine/backend.py).
 name: acme-sdk
 description: Acme through its Python SDK
 backend: acme_genai.backend:AcmeBackend
+""",
+    ],
+    "EmbeddingsSpec": [
+        """\
+embeddings:   # OpenAI: up to 2048 texts a request, shorter vectors on request
+  path: /embeddings
+  default_model: text-embedding-3-small
+  max_batch: 2048
+  takes: [dimensions, user]
+  body: |
+    {{ {"model": model, "input": inputs, "dimensions": dimensions, "encoding_format": "float", "user": user}
+       | drop_none | merge(extra) | tojson }}
+  response:
+    vectors: $.data[*].embedding
+    index: $.data[*].index
+    model: $.model
+    input_tokens: $.usage.prompt_tokens
+""",
+        """\
+embeddings:   # a different root and a bare array of vectors (Hugging Face feature extraction)
+  base_url: https://router.huggingface.co/hf-inference
+  method: POST
+  query: {wait_for_model: "true"}
+  path: "/models/{{ model | raw_path }}/pipeline/feature-extraction"
+  default_model: sentence-transformers/all-MiniLM-L6-v2
+  max_batch: 32
+  model_max_batch: {some-org/large-model: 8}
+  body: '{{ {"inputs": inputs} | tojson }}'
+  response:
+    vectors: $[*]
+""",
+    ],
+    "EmbeddingsResponseSpec": [
+        """\
+embeddings:
+  response:   # Cohere v2 embed: the vectors under embeddings.float, billed tokens in meta
+    vectors: $.embeddings.float[*]
+    input_tokens: $.meta.billed_units.input_tokens
+""",
+        """\
+embeddings:
+  response:   # Vertex AI :predict: a token count per vector, summed; OpenAI-style items say their input
+    vectors: $.predictions[*].embeddings.values
+    index: $.predictions[*].index
+    model: $.model
+    input_tokens: $.predictions[*].embeddings.statistics.token_count
 """,
     ],
     "ModelInfo": [
@@ -124,6 +187,14 @@ models:
     description: balanced speed and quality
   # A reasoning model that rejects temperature: the shared template reads options.temperature.
   - {id: o3, context_window: 200000, options: {temperature: false}, capabilities: {sampling: [seed, user]}}
+  - {id: text-embedding-3-small, kind: embedding, context_window: 8191}   # through the file's embeddings
+  # Its provider's deprecation notice: calls warn from `deprecated` and fail from `retired` on.
+  - {id: gpt-5, deprecated: 2026-06-11, retired: 2026-12-11, replacement: gpt-6.1-sol,
+     notice: "https://developers.openai.com/api/docs/deprecations"}
+  # Shut down, but the provider still answers the id (with its replacement): calls go out with a warning.
+  - {id: gemini-2.5-pro, retired: 2026-12-01, retired_calls: warn, replacement: gemini-3.8-flash}
+  # A model that never reads a prompt cache: `genai check` asks for no cached_input price.
+  - {id: llama-3.1-8b-instant, prompt_caching: false}
 """,
     ],
     "OptionSpec": [
@@ -183,6 +254,25 @@ request:
       tool_result: $content
     call_id_length: 9
 """,
+        """\
+request:
+  messages:   # a flat list of typed items (OpenAI Responses): calls and reasoning are items of their own
+    system: separate
+    calls: items
+    reasoning: items
+    message: {type: message, role: $role, content: $content}
+    role_message:
+      assistant: {type: message, role: assistant, content: $text}
+      tool: {type: function_call_output, call_id: $tool_call_id, output: $content}
+    parts:
+      text: {type: input_text, text: $text}
+      image: {type: input_image, image_url: $data_url, detail: {$first: [$detail, auto]}}   # a default
+      tool_call: {type: function_call, call_id: $id, name: $name, arguments: $arguments}
+      tool_result: {type: function_call_output, call_id: $id, output: $content}
+      # only blocks with an id (this API's own) are sent; a summary part only when there is text
+      redacted_reasoning: {$when: $id, type: reasoning, id: $id, encrypted_content: $redacted,
+                           summary: [{$when: $text, type: summary_text, text: $text}]}
+""",
     ],
     "ToolsSpec": [
         """\
@@ -194,6 +284,13 @@ request:
       none: {functionCallingConfig: {mode: NONE}}
       required: {functionCallingConfig: {mode: ANY}}
       named: {functionCallingConfig: {mode: ANY, allowedFunctionNames: [$name]}}
+""",
+        """\
+request:
+  tools:   # flat function tools; strict is false unless the caller set it (this API's default is true)
+    tool: {type: function, name: $name, description: $description, parameters: $parameters,
+           strict: {$first: [$strict, false]}}
+    choice: {auto: auto, none: none, required: required, named: {type: function, name: $name}}
 """,
     ],
     "AuthSpec": [
@@ -274,12 +371,14 @@ response:   # OpenAI Chat Completions
   output_tokens: $.usage.completion_tokens
   cached_input_tokens: $.usage.prompt_tokens_details.cached_tokens
   reasoning_tokens: $.usage.completion_tokens_details.reasoning_tokens
+  service_tier: $.service_tier   # default, flex or priority: a price may bill them apart
   output_includes_reasoning: true
 """,
         """\
 response:   # Anthropic Messages: text blocks joined, else a forced tool's input as JSON text
   content: ["$.content[*].text", "$.content[*].input"]
   cache_write_tokens: $.usage.cache_creation_input_tokens
+  cache_write_1h_tokens: $.usage.cache_creation.ephemeral_1h_input_tokens   # the one-hour part of the writes
   input_includes_cached: false   # its input_tokens leaves out cache reads and writes
 """,
         """\
@@ -351,6 +450,15 @@ stream:
       text: $.thinking_delta
       signature: $.signature
 """,
+        """\
+response:
+  content: "$.output[*].content[?(@.type == 'output_text')].text"
+  thinking:   # OpenAI Responses: reasoning items, sent back with their id and encrypted content
+    each: "$.output[?(@.type == 'reasoning')]"
+    id: $.id
+    text: $.summary[*].text   # the summary parts, joined
+    redacted: $.encrypted_content
+""",
     ],
     "ErrorSpec": [
         """\
@@ -420,6 +528,7 @@ stream:
     reasoning_tokens: $.usage.completion_tokens_details.reasoning_tokens
     error_message: $.error.message
     error_type: [$.error.code, $.error.type]
+    service_tier: $.service_tier
     cost: $.usage.cost   # OpenRouter's billed cost, in its last chunk
 """,
         """\
@@ -430,6 +539,7 @@ stream:
       finish_reason: $.delta.stop_reason
       output_tokens: $.usage.output_tokens
       cache_write_tokens: $.usage.cache_creation_input_tokens
+      cache_write_1h_tokens: $.usage.cache_creation.ephemeral_1h_input_tokens
     message_stop: {end: true}
     error: {error: true, error_message: $.error.message, error_type: $.error.type}
     content_block_start:
@@ -457,13 +567,94 @@ stream:
     "Price": [
         """\
 pricing:
-  claude-sonnet-4-5:
+  claude-sonnet-4-6:
     input: 3.00
     output: 15.00
     cached_input: 0.30
-    cache_write: 3.75
-    source: https://docs.anthropic.com/en/docs/about-claude/pricing
-    date: 2026-11-25
+    cache_write: 3.75      # a five-minute cache write
+    cache_write_1h: 6.00   # a one-hour cache write
+    service_tiers:
+      batch: {multiplier: 0.5}
+    source: https://platform.claude.com/docs/en/about-claude/pricing
+    date: 2026-12-01
+""",
+        """\
+pricing:
+  gemini-3.7-flash:   # a launch price, then the list price: one entry per period
+    - {input: 0.75, cached_input: 0.075, output: 3.75, until: 2026-12-31}
+    - {input: 1.50, cached_input: 0.15, output: 7.50, from: 2027-01-01}
+  gemini-embedding-001: {input: 0.15}   # an embedding model: input only
+""",
+        """\
+pricing:
+  gemini-3.1-pro-preview:   # prompts of more than 200k tokens cost more, all of their tokens
+    input: 2.00
+    cached_input: 0.20
+    output: 12.00
+    tiers:
+      - {above: 200000, input: 4.00, cached_input: 0.40, output: 18.00}
+  deepseek-flash:   # off-peak by default; peak on weekday hours (UTC)
+    input: 0.15
+    cached_input: 0.003
+    output: 0.60
+    windows:
+      - {days: [mon, tue, wed, thu, fri], hours: ["01:00-04:00", "06:00-10:00"], input: 0.30,
+         cached_input: 0.006, output: 1.20}
+""",
+    ],
+    "PriceTier": [
+        """\
+pricing:
+  grok-4.3:   # xAI: a prompt that reaches 200k tokens
+    input: 1.25
+    cached_input: 0.20
+    output: 2.50
+    tiers: [{at_least: 200000, input: 2.50, cached_input: 0.40, output: 5.00}]
+  claude-haiku-5-5:
+    input: 0.10
+    output: 0.50
+    cached_input: 0.01
+    cache_write: 0.125
+    cache_write_1h: 0.20
+    tiers:
+      - {above: 100000, input: 0.50, output: 2.50, cached_input: 0.05, cache_write: 0.625, cache_write_1h: 1.00}
+""",
+    ],
+    "PriceWindow": [
+        """\
+pricing:
+  night-model:
+    input: 1.00
+    output: 4.00
+    windows:
+      - {days: [sat, sun], input: 0.50, output: 2.00}   # all day on weekends
+      - {hours: ["00:00-06:00"], input: 0.50, cached_input: 0.05, cache_write: 0.50, cache_write_1h: 0.50,
+         output: 2.00}
+""",
+    ],
+    "ServiceTierPrice": [
+        """\
+pricing:
+  gpt-5.5:
+    input: 5.00
+    cached_input: 0.50
+    output: 30.00
+    tiers: [{above: 272000, input: 10.00, cached_input: 1.00, output: 45.00}]
+    service_tiers:
+      flex: {multiplier: 0.5}          # half of every rate, long prompts included
+      priority:                        # rates of its own; no long-context tier
+        {input: 12.50, cached_input: 1.25, output: 75.00}
+  gpt-6-sol:
+    input: 2.00
+    output: 10.00
+    service_tiers:
+      priority:
+        input: 4.00
+        output: 20.00
+        cached_input: 0.40
+        cache_write: 5.00
+        cache_write_1h: 5.00
+        tiers: [{above: 272000, input: 8.00, cached_input: 0.80, cache_write: 10.00, output: 30.00}]
 """,
     ],
 }
@@ -552,7 +743,7 @@ def _models_in(annotation: Any) -> list[tuple[type[BaseModel], tuple[Step, ...]]
 
 
 _SIMPLE = {str: "string", int: "integer", float: "number", bool: "boolean", Decimal: "number", date: "date",
-           Any: "any"}
+           datetime: "date and time", Any: "any"}
 
 
 def type_text(annotation: Any, owner: str = "", links: dict[type, Section] | None = None) -> str:
@@ -656,6 +847,8 @@ def check_examples(section: Section) -> list[str]:
         if not objects:
             raise DocsError(f"an example of {name} has nothing at {section.heading}:\n{text}")
         for obj in objects:
+            if isinstance(obj, list):  # a field that takes one or a list (a price's periods): its items are seen
+                continue
             try:
                 if not section.paths[0]:
                     _check_provider_example(obj, text)
@@ -664,7 +857,8 @@ def check_examples(section: Section) -> list[str]:
             except (ValueError, ConfigError) as exc:
                 raise DocsError(f"an example of {name} is invalid: {exc}\n{text}") from exc
             shown.update(obj)
-    missing = [key for key in section.model.model_fields if key not in shown]
+    keys = [info.alias or name for name, info in section.model.model_fields.items()]
+    missing = [key for key in keys if key not in shown]
     if missing:
         raise DocsError(f"the examples of {name} (engine/cli/docs.py EXAMPLES) do not show: {', '.join(missing)}")
     return texts
@@ -723,7 +917,8 @@ def reference() -> str:
         out += ["| Key | Type | Default | Meaning |", "|---|---|---|---|"]
         for name, info in section.model.model_fields.items():
             kind = type_text(info.annotation, name, links)
-            out.append(f"| `{name}` | {_cell(kind)} | {_cell(default_text(info))} | {_cell(info.description or '')} |")
+            out.append(f"| `{info.alias or name}` | {_cell(kind)} | {_cell(default_text(info))} "
+                       f"| {_cell(info.description or '')} |")
         for text in check_examples(section):
             out += ["", "```yaml", text.rstrip("\n"), "```"]
     out += ["", '<a id="template-filters"></a>', "", "### Template filters", "",
@@ -756,6 +951,8 @@ def _json_output(registry: Any, name: str) -> str:
     spec = registry.spec(name)
     if spec.backend is not None:
         return "by its backend"
+    if spec.request is None:
+        return "-"
     marker = "genai_docs_probe_field"
     request = CompletionRequest(messages=[{"role": "user", "content": "x"}], model=spec.default_model or "model",
                                 output_schema={"type": "object", "properties": {marker: {"type": "string"}}})
@@ -769,12 +966,14 @@ def _json_output(registry: Any, name: str) -> str:
 
 def providers_table(registry: Any) -> str:
     """The bundled providers as a markdown table, generated from their files and the price table."""
-    lines = ["| provider | auth env variable | stream format | JSON output | takes | priced models |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| provider | auth env variable | stream format | JSON output | takes | embeddings | priced models |",
+             "|---|---|---|---|---|---|---|"]
     for name in registry.names():
         spec = registry.spec(name)
         if spec.auth.type == "none":
             auth = "none" if spec.backend is None else "AWS credential chain"
+        elif spec.auth.type == "hook":
+            auth = f"OAuth2 token (hook `{spec.auth.hook}`)"
         else:
             auth = ", ".join(f"`{e}`" for e in spec.auth.env) or f"`{spec.key_env[0]}`"
             auth += " (optional)" if spec.auth.optional else ""
@@ -785,8 +984,22 @@ def providers_table(registry: Any) -> str:
             prices = registry.prices.models(name, spec.pricing)
             ids = [m.id for m in spec.models]
             priced = f"{sum(1 for i in ids if i in prices)} of {len(ids)}" if ids else "none listed"
-        lines.append(f"| `{name}` | {auth} | {stream} | {_json_output(registry, name)} | {_takes(spec)} | {priced} |")
+        takes = _takes(spec) if spec.request is not None or spec.backend is not None else "embeddings only"
+        lines.append(f"| `{name}` | {auth} | {stream} | {_json_output(registry, name)} | {takes} | "
+                     f"{_embeddings(spec)} | {priced} |")
     return "\n".join(lines) + "\n"
+
+
+def _embeddings(spec: Any) -> str:
+    """The provider's embeddings: its default model and batch size, or by its backend's models."""
+    if spec.backend is not None:
+        listed = [m.id for m in spec.models if m.kind == "embedding"]
+        return f"{len(listed)} models (backend)" if listed else "no"
+    embeddings = spec.embeddings
+    if embeddings is None:
+        return "no"
+    default = f"`{embeddings.default_model}`" if embeddings.default_model else "your model"
+    return f"{default}, {embeddings.max_batch} a request"
 
 
 def _takes(spec: Any) -> str:

@@ -30,6 +30,23 @@ environment:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """``genai pricing audit`` is the command ``pricing-audit``: ``pricing`` itself takes provider names, and an
+    argparse parser cannot have both a list of positionals and subcommands."""
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        import sys
+
+        words = list(sys.argv[1:] if args is None else args)
+        for i, word in enumerate(words):
+            if not word.startswith("-"):
+                if word == "pricing" and words[i + 1:i + 2] == ["audit"]:
+                    words[i:i + 2] = ["pricing-audit"]
+                break
+        return super().parse_known_args(words, namespace)
+
+
 class _Formatter(argparse.HelpFormatter):
     """Wraps description paragraphs to the terminal; indented lines (examples, tables) keep their layout."""
 
@@ -89,10 +106,16 @@ def _call_arguments(parser: argparse.ArgumentParser) -> None:
                              "provider-specific body field, e.g. -o seed=42 (value read as JSON if it parses)")
 
 
+def _embedding_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dimensions", type=int, metavar="N", help="shorter vectors, where the model can")
+    parser.add_argument("--input-type", choices=["query", "document", "classification", "clustering"],
+                        help="what the texts are for (models that embed queries and documents differently)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="genai", formatter_class=_Formatter,
         description="Call any LLM provider from the terminal, and check, inspect and try provider files.\n"
                     "Every command has --help with examples.",
@@ -105,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
                + ENVIRONMENT + "\n" + EXIT_CODES)
     _common(parser, top=True)
     parser.add_argument("--version", action="version", version=f"genai {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands",
+                                     parser_class=argparse.ArgumentParser)
     common = argparse.ArgumentParser(add_help=False)
     _common(common, top=False)
 
@@ -182,27 +206,85 @@ def build_parser() -> argparse.ArgumentParser:
         "\"Hello\"\n  genai render -m groq --schema city.json --json \"Largest city?\" | jq .body")
     _call_arguments(sub)
     sub.add_argument("--stream", action="store_true", help="render the streamed variant of the call")
+    sub.add_argument("--embed", action="store_true",
+                     help="render an embeddings call instead: each PROMPT argument is one text (one request per "
+                          "batch is shown)")
+    _embedding_options(sub)
     sub.add_argument("--json", action="store_true", help="print method, url, headers and body as JSON")
+
+    sub = command(
+        "embed", cmd.cmd_embed, "turn texts into vectors with an embedding model",
+        "Embed texts: each TEXT argument is one input (or each line of --input, or of stdin when there are none). "
+        "Prints each vector's first values and length; model, tokens, cost and latency follow on stderr. --json "
+        "prints the whole unified response (every vector). Long lists are sent in the provider's batch size. "
+        "Exit code 1 when the call fails.",
+        "  genai embed -m openai/text-embedding-3-small \"The capital of France\" \"Paris\"\n"
+        "  genai embed -m cohere --input-type query \"Where is Paris?\"\n"
+        "  genai embed -m voyage/voyage-4 --input docs.txt --json | jq '.vectors | length'\n"
+        "  genai embed -m ollama/nomic-embed-text --dimensions 256 \"hello\"")
+    sub.add_argument("texts", nargs="*", metavar="TEXT", help="the texts, one vector each")
+    sub.add_argument("-m", "--model", metavar="PROVIDER/MODEL",
+                     help="e.g. openai/text-embedding-3-small; a bare provider name uses its default embedding model")
+    sub.add_argument("--input", metavar="FILE", help="read the texts from FILE, one per line ('-': stdin)")
+    _embedding_options(sub)
+    sub.add_argument("--json", action="store_true", help="print the whole unified response as JSON")
 
     sub = command(
         "cost", cmd.cmd_cost, "the price of given token counts for a model",
         "Compute the exact cost of token counts with the engine's prices. INPUT_TOKENS counts every input "
-        "token, cached ones included.",
-        "  genai cost openai/gpt-4o-mini 1000 500\n  genai cost anthropic/claude-sonnet-4-5 20000 800 "
-        "--cached 15000\n  genai cost groq 1000000 1000000 --json")
+        "token, cached ones included; it is also the prompt size that picks a long-context tier. The rules "
+        "that chose the rates are printed.",
+        "  genai cost openai/gpt-4o-mini 1000 500\n  genai cost anthropic/claude-sonnet-4-6 20000 800 "
+        "--cached 15000\n  genai cost gemini/gemini-2.5-pro 1000000 2000 --cached 600000\n"
+        "  genai cost deepseek/deepseek-flash 100000 2000 --at 2026-12-05T02:00\n"
+        "  genai cost openai/gpt-5.5 300000 1000 --service-tier flex\n"
+        "  genai cost groq 1000000 1000000 --json")
     sub.add_argument("model", metavar="PROVIDER/MODEL")
     sub.add_argument("input_tokens", type=int, metavar="INPUT_TOKENS")
     sub.add_argument("output_tokens", type=int, metavar="OUTPUT_TOKENS")
     sub.add_argument("--cached", type=int, default=0, metavar="N", help="input tokens read from the cache")
     sub.add_argument("--cache-write", type=int, default=0, metavar="N", help="input tokens written to the cache")
+    sub.add_argument("--cache-write-1h", type=int, default=0, metavar="N",
+                     help="of those, tokens written with a one-hour lifetime")
+    sub.add_argument("--service-tier", metavar="TIER", help="the service tier the reply reports (flex, priority, "
+                                                            "batch, ...)")
+    sub.add_argument("--at", metavar="WHEN", help="when the request started, a UTC date or time (default: now); "
+                                                 "prices by the hour and dated price changes read it")
     sub.add_argument("--json", action="store_true", help="print JSON")
 
     sub = command(
-        "pricing", cmd.cmd_pricing, "the price table (USD per million tokens)",
+        "pricing", cmd.cmd_pricing, "the price table (USD per million tokens); 'pricing audit' checks it",
         "Print every known price after precedence: a provider file's own 'pricing' < the bundled pricing.yaml "
-        "< GENAI_PRICING_FILE.",
-        "  genai pricing\n  genai pricing anthropic\n  GENAI_PRICING_FILE=my-prices.yaml genai pricing --json")
+        "< GENAI_PRICING_FILE (each merges into the one below, field by field), with the rules that change a "
+        "price (prompt-size tiers, hours, service tiers, dated changes).\n\n"
+        "'genai pricing audit' compares the prices with pydantic's genai-prices (see its --help).",
+        "  genai pricing\n  genai pricing anthropic\n  GENAI_PRICING_FILE=my-prices.yaml genai pricing --json\n"
+        "  genai pricing audit")
     sub.add_argument("providers", nargs="*", metavar="PROVIDER", help="only these providers")
+    sub.add_argument("--json", action="store_true", help="print JSON")
+
+    # `genai pricing audit` (`_Parser` routes "pricing audit" here).
+    sub = commands.add_parser(
+        "pricing-audit", parents=[common], formatter_class=_Formatter, prog="genai pricing audit",
+        description="Compare the prices (bundled, provider files and GENAI_PRICING_FILE, merged) with pydantic's "
+                    "genai-prices, for every model both know. Rates are compared where they apply: now (or --at), at "
+                    "every later price change either side has scheduled, at each prompt size where a tier starts, "
+                    "every hour of the week for hourly prices, and in each service tier both list. Differences "
+                    "listed in the bundled price-audit.yaml (or a --known file) are explained, each with its reason "
+                    "and source; the others are printed with both sources.\n\nNeeds the [audit] extra "
+                    "(pip install 'genai-engine[audit]'). Exit code 1 when a disagreement is unexplained: run it on "
+                    "your override file to keep it honest.",
+        epilog="examples:\n  genai pricing audit\n  genai pricing audit openai anthropic --all\n"
+               "  GENAI_PRICING_FILE=my-prices.yaml genai pricing audit --known my-differences.yaml\n"
+               "  genai pricing audit --at 2027-01-01 --json")
+    sub.set_defaults(run=cmd.cmd_pricing_audit)
+    sub.add_argument("providers", nargs="*", metavar="PROVIDER", help="only these providers")
+    sub.add_argument("--at", metavar="WHEN", help="compare the prices in effect at this UTC date or time "
+                                                 "(default: now)")
+    sub.add_argument("--known", action="append", metavar="FILE",
+                     help="more known differences, in price-audit.yaml's format (repeatable)")
+    sub.add_argument("--all", action="store_true",
+                     help="also list the explained differences and the models genai-prices does not know")
     sub.add_argument("--json", action="store_true", help="print JSON")
 
     sub = command(
@@ -253,8 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command(
         "demo", cmd.cmd_demo, "offline self-test: every provider against the bundled local server",
         "Offline self-test. Starts the bundled fake server (engine.testing) on 127.0.0.1 and runs "
-        "every provider whose wire format it speaks (OpenAI, Anthropic, Ollama, Gemini, Cohere) end to end through the "
-        "engine: request template, real HTTP over loopback, stream parsing, cost. Checks each reply against "
+        "every provider whose wire format it speaks (OpenAI chat and Responses, Anthropic, Ollama, Gemini, Cohere) "
+        "end to end through the engine: request template, real HTTP over loopback, stream parsing, cost. "
+        "Checks each reply against "
         "what the server sent and prints a table. No network, no API keys, no cost. Providers in other "
         "formats (and Python backends) are listed as skipped. Exit code 1 when a provider fails.",
         "  genai demo\n  genai demo --provider groq --provider anthropic\n  genai demo --no-stream --json")

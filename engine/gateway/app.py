@@ -1,10 +1,10 @@
 """The gateway's ASGI application: authentication, limits, the engine call, the reply in the client API's shape.
 
 Endpoints (`Gateway.endpoints`): ``POST /v1/chat/completions`` (OpenAI), ``POST /v1/messages`` (Anthropic),
-``GET /v1/models`` (either shape: Anthropic's when the request has an ``anthropic-version`` header),
-``GET /health`` (the process is up), ``GET /ready`` (started, state reachable: route a load balancer by it),
-``GET /metrics`` (Prometheus). Adding an endpoint is a parse/reply pair in an API module and a line in
-`Gateway.endpoints` (the way ``/v1/embeddings`` will come).
+``POST /v1/embeddings`` (OpenAI), ``GET /v1/models`` (either shape: Anthropic's when the request has an
+``anthropic-version`` header), ``GET /health`` (the process is up), ``GET /ready`` (started, state reachable:
+route a load balancer by it), ``GET /metrics`` (Prometheus). Adding an endpoint is a parse/reply pair in an API
+module and a line in `Gateway.endpoints`.
 
 One request, in order: the key (a bearer token or ``x-api-key``) -> the body -> may this key call this model ->
 admission (budget, rpm, tpm) -> the engine call or route -> the ledger entry is committed -> the reply is sent ->
@@ -25,13 +25,13 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import ConfigError, ErrorKind, InvalidRequestError
 from ..router import failed_before_output
-from ..types import CompletionResponse
+from ..types import CompletionResponse, EmbeddingResponse
 from . import anthropic_api, openai_api
-from .calls import ChatCall, read_json
+from .calls import ChatCall, EmbeddingCall, read_json
 from .ledger import Entry
 from .limits import estimate
 from .problems import PERMISSION, Problem, failed_call
@@ -50,6 +50,7 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 JSON = (b"content-type", b"application/json")
+T = TypeVar("T")
 SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
                (b"x-accel-buffering", b"no")]
 
@@ -112,8 +113,8 @@ class Outcome:
     stream: bool = False
     status: int = 200
     key: GatewayKey | None = None
-    call: ChatCall | None = None
-    response: CompletionResponse | None = None
+    call: ChatCall | EmbeddingCall | None = None
+    response: CompletionResponse | None = None  # an embeddings call's as a summary (`bookkeeping`)
     problem: Problem | None = None
     admission: Admission | None = None
     first_byte: float | None = None
@@ -134,6 +135,8 @@ class Gateway:
             ("POST", "/v1/chat/completions"): self.openai_chat,
             ("POST", "/chat/completions"): self.openai_chat,
             ("POST", "/v1/messages"): self.anthropic_messages,
+            ("POST", "/v1/embeddings"): self.openai_embeddings,
+            ("POST", "/embeddings"): self.openai_embeddings,
             ("GET", "/v1/models"): self.models,
             ("GET", "/models"): self.models,
             ("GET", "/health"): self.health,
@@ -251,6 +254,14 @@ class Gateway:
         finally:
             gauge.dec()
 
+    async def openai_embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gauge = self.metrics.in_flight_of("openai")
+        gauge.inc()
+        try:
+            await self._chat(OPENAI, scope, receive, send, embeddings=True)
+        finally:
+            gauge.dec()
+
     def _authenticate(self, headers: dict[bytes, bytes]) -> GatewayKey:
         presented = headers.get(b"authorization", b"").decode("latin-1")
         if presented[:7].lower() == "bearer ":
@@ -276,7 +287,7 @@ class Gateway:
                                                     "'provider/model' of a configured provider (GET /v1/models)",
                           code="model_not_found")
 
-    def _hold(self, call: ChatCall) -> int:
+    def _hold(self, call: ChatCall | EmbeddingCall) -> int:
         """The estimated cost of a call, held against a budget while it runs."""
         model = call.model
         router = self.engine.router
@@ -286,7 +297,9 @@ class Gateway:
         if prices is None:
             try:
                 price = self.engine.quote(model).price
-                prices = (float(price.input), float(price.output)) if price is not None else (None, None)
+                prices = (None, None) if price is None else (
+                    float(price.input) if price.input is not None else None,
+                    float(price.output) if price.output is not None else None)
             except Exception:
                 prices = (None, None)
             self._prices[model] = prices
@@ -309,7 +322,7 @@ class Gateway:
             if not message.get("more_body"):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    async def _chat(self, api: Api, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _chat(self, api: Api, scope: Scope, receive: Receive, send: Send, embeddings: bool = False) -> None:
         started, ts = time.perf_counter(), time.time()
         rid = os.urandom(12).hex()
         outcome = Outcome(api.name)
@@ -317,12 +330,16 @@ class Gateway:
             headers = _headers(scope)
             outcome.key = key = self._authenticate(headers)
             body = await self._read_body(receive)
-            outcome.call = call = api.parse(read_json(body))
+            call: ChatCall | EmbeddingCall
+            outcome.call = call = openai_api.parse_embeddings(read_json(body)) if embeddings else \
+                api.parse(read_json(body))
             outcome.stream = call.stream
             self._check_model(key, call.model)
             if key.limited:
                 outcome.admission = await self.limits.admit(key, rid, self._hold(call) if key.budget else 0)
-            if call.stream:
+            if isinstance(call, EmbeddingCall):
+                await self._embed(call, outcome, rid, ts, started, receive, send)
+            elif call.stream:
                 await self._stream(api, call, outcome, rid, ts, started, receive, send)
             else:
                 await self._complete(api, call, outcome, rid, ts, started, receive, send)
@@ -359,29 +376,57 @@ class Gateway:
 
     async def _complete(self, api: Api, call: ChatCall, outcome: Outcome, rid: str, ts: float, started: float,
                         receive: Receive, send: Send) -> None:
+        response = await self._watched(self._call(call, stream=False), outcome, rid, ts, started, receive)
+        if response is None:
+            return
+        outcome.response = response
+        if not response.success:
+            raise failed_call(response)
+        await self._reply(send, api.reply(response, call, rid, int(ts)), response.cost_usd, outcome, rid, ts, started)
+
+    async def _embed(self, call: EmbeddingCall, outcome: Outcome, rid: str, ts: float, started: float,
+                     receive: Receive, send: Send) -> None:
+        result = await self._watched(self._call_embeddings(call), outcome, rid, ts, started, receive)
+        if result is None:
+            return
+        outcome.response = summary = bookkeeping(result)
+        if not result.success:
+            raise failed_call(summary)
+        await self._reply(send, openai_api.embeddings_reply(result, call), result.cost_usd, outcome, rid, ts, started)
+
+    async def _call_embeddings(self, call: EmbeddingCall) -> EmbeddingResponse:
+        try:
+            return await self.engine.aembed(call.model, call.inputs, **call.options)
+        except (InvalidRequestError, ValueError) as exc:
+            raise Problem(str(ErrorKind.INVALID_REQUEST), " ".join(str(exc).split())) from None
+        except ConfigError as exc:
+            raise Problem(str(ErrorKind.SERVER), f"the gateway cannot call {call.model!r}: {exc}") from None
+
+    async def _watched(self, work: Awaitable[T], outcome: Outcome, rid: str, ts: float, started: float,
+                       receive: Receive) -> T | None:
+        """``work``'s result; ``None`` when the client disconnected first (the call is cancelled and recorded)."""
         watch = Watch(receive)
         try:
-            response = await self._call(call, stream=False)
+            return await work
         except asyncio.CancelledError:
             if not watch.left:
                 raise
             watch.absorb()
-            response = CompletionResponse(success=False, error="the client disconnected; the call was cancelled",
-                                          error_kind=ErrorKind.CONNECTION)
-            outcome.response, outcome.status = response, 499
+            outcome.response = CompletionResponse(success=False, error="the client disconnected; the call was "
+                                                  "cancelled", error_kind=ErrorKind.CONNECTION)
+            outcome.status = 499
             await self._record(outcome, rid, ts, started)
-            return
+            return None
         finally:
             watch.stop()
-        outcome.response = response
-        if not response.success:
-            raise failed_call(response)
-        created = int(ts)
-        body = api.reply(response, call, rid, created)
+
+    async def _reply(self, send: Send, body: bytes, cost: float | None, outcome: Outcome, rid: str, ts: float,
+                     started: float) -> None:
+        """A successful non-streamed reply, on record before it is sent."""
         await self._record(outcome, rid, ts, started)
         headers = [JSON, (b"content-length", b"%d" % len(body)), (b"x-request-id", rid.encode())]
-        if response.cost_usd is not None:
-            headers.append((b"x-genai-cost-usd", usd(response.cost_usd)))
+        if cost is not None:
+            headers.append((b"x-genai-cost-usd", usd(cost)))
         if outcome.admission is not None:
             headers += outcome.admission.headers
         await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -456,7 +501,8 @@ class Gateway:
             if self.config.state.log_messages:
                 entry.reply = response.content
         if self.config.state.log_messages and call is not None:
-            entry.messages = json.dumps(call.messages, ensure_ascii=False)
+            logged = call.inputs if isinstance(call, EmbeddingCall) else call.messages
+            entry.messages = json.dumps(logged, ensure_ascii=False)
         await self.limits.finish(entry, key, outcome.admission)
         outcome.status = entry.status
 
@@ -481,6 +527,15 @@ class Gateway:
         elapsed = time.perf_counter() - started
         self.metrics.observe(outcome, elapsed, started)
         self.access.write(outcome, rid, started, elapsed, scope)
+
+
+def bookkeeping(result: EmbeddingResponse) -> CompletionResponse:
+    """An embeddings call as the ledger, metrics and access log count it: input tokens and cost, no output."""
+    return CompletionResponse(
+        success=result.success, model=result.model, provider=result.provider, input_tokens=result.input_tokens,
+        output_tokens=0 if result.success else None, cost_usd=result.cost_usd, latency_ms=result.latency_ms,
+        error=result.error, error_kind=result.error_kind, status_code=result.status_code,
+        error_message=result.error_message, error_code=result.error_code, request_id=result.request_id)
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:

@@ -40,6 +40,23 @@ class ChatCall:
             len(json.dumps(self.options["tools"], separators=(",", ":"))) if self.options.get("tools") else 0)
 
 
+@dataclass(slots=True)
+class EmbeddingCall:
+    """An embeddings request in the engine's terms: the model (a route name or ``provider/model``), the texts, the
+    engine's keyword options (dimensions, input_type, user, extra) and how the vectors are written back."""
+
+    model: str
+    inputs: list[str]
+    options: dict[str, Any] = field(default_factory=dict)
+    base64: bool = False
+    stream: bool = False
+    max_tokens: int | None = None
+
+    def size(self) -> int:
+        """The input's characters (for a budget's estimate before the call)."""
+        return sum(len(text) for text in self.inputs)
+
+
 def invalid(message: str, param: str | None = None) -> Problem:
     return Problem(str(ErrorKind.INVALID_REQUEST), message, param=param)
 

@@ -1,4 +1,5 @@
-"""The OpenAI-compatible API: ``POST /v1/chat/completions`` (JSON or SSE) and ``GET /v1/models``, in OpenAI's shapes.
+"""The OpenAI-compatible API: ``POST /v1/chat/completions`` (JSON or SSE), ``POST /v1/embeddings`` and
+``GET /v1/models``, in OpenAI's shapes.
 
 A request is already in the engine's shape (the unified request is OpenAI's chat shape), so parsing is checking
 and naming: ``max_completion_tokens`` or ``max_tokens``, ``response_format`` json_schema -> ``output_schema``
@@ -9,20 +10,28 @@ Replies follow the official SDK's types: ``chat.completion``, ``chat.completion.
 call pieces by index, a finish chunk, then with ``include_usage`` a chunk with empty ``choices`` and the usage),
 and ``{"error": {message, type, param, code}}``; an error after a stream started is an ``error`` chunk, which the
 SDK raises as ``APIError``. Every usage object carries ``cost_usd``.
+
+Embeddings take ``input`` as one string or a list of strings (token-id arrays are refused: the engine sends text),
+``dimensions``, ``user``, ``encoding_format`` (``float``, or ``base64``: little-endian float32, which the official
+SDK asks for by default) and, beyond OpenAI's fields, ``input_type`` for providers that distinguish queries from
+documents. The reply is a ``list`` of ``embedding`` objects in input order, with ``prompt_tokens`` and ``cost_usd``.
 """
 
 from __future__ import annotations
 
+import base64
+import struct
 from typing import Any
 
 from ..errors import ErrorKind
-from ..types import CompletionResponse, StreamEvent
-from .calls import ChatCall, dumps, invalid, number, pass_through
+from ..types import CompletionResponse, EmbeddingResponse, StreamEvent
+from .calls import ChatCall, EmbeddingCall, dumps, invalid, number, pass_through
 from .problems import BUDGET, PERMISSION, Problem
 
 KNOWN = frozenset({"model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
                    "temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty", "user",
                    "response_format", "tools", "tool_choice", "parallel_tool_calls", "n", "logprobs", "top_logprobs"})
+EMBEDDING_KNOWN = frozenset({"model", "input", "dimensions", "user", "encoding_format", "input_type"})
 FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "content_filter": "content_filter"}
 
 # kind -> (type, code) of OpenAI's error object
@@ -128,6 +137,50 @@ def reply(response: CompletionResponse, call: ChatCall, rid: str, created: int) 
         "choices": [{"index": 0, "message": message, "logprobs": None,
                      "finish_reason": FINISH.get(response.finish_reason or "stop", "stop")}],
         "usage": usage(response)})
+
+
+def parse_embeddings(body: dict[str, Any]) -> EmbeddingCall:
+    """An embeddings request body as an engine call; raises `Problem` (400) when malformed."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise invalid("model is required: a 'provider/model' or a route name", "model")
+    inputs = body.get("input")
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    if not isinstance(inputs, list) or not inputs or not all(isinstance(text, str) for text in inputs):
+        raise invalid("input must be a string or a non-empty list of strings (token-id arrays are not supported: "
+                      "send the text)", "input")
+    encoding = body.get("encoding_format")
+    if encoding not in (None, "float", "base64"):
+        raise invalid("encoding_format must be float or base64", "encoding_format")
+    options: dict[str, Any] = {}
+    if (dimensions := number(body, "dimensions", int)) is not None:
+        options["dimensions"] = dimensions
+    for name in ("user", "input_type"):
+        value = body.get(name)
+        if value is not None:
+            if not isinstance(value, str):
+                raise invalid(f"{name} must be a string", name)
+            options[name] = value
+    extra = pass_through(body, EMBEDDING_KNOWN)
+    if extra:
+        options["extra"] = extra
+    return EmbeddingCall(model, inputs, options, base64=encoding == "base64")
+
+
+def embeddings_reply(response: EmbeddingResponse, call: EmbeddingCall) -> bytes:
+    """A ``list`` of ``embedding`` objects for a successful engine response."""
+    data = []
+    for index, vector in enumerate(response.vectors):
+        assert vector is not None  # a response with a missing vector is a failure
+        value: Any = vector
+        if call.base64:
+            value = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        data.append({"object": "embedding", "index": index, "embedding": value})
+    tokens = response.input_tokens or 0
+    model = f"{response.provider}/{response.model}" if response.provider and response.model else call.model
+    return dumps({"object": "list", "data": data, "model": model,
+                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "cost_usd": response.cost_usd}})
 
 
 def error_body(problem: Problem) -> bytes:

@@ -3,7 +3,7 @@
 Like httpx's ``MockTransport``, these let the real engine run with no network:
 
 - `FakeServer`: a bounded fake LLM server on 127.0.0.1 speaking every bundled wire format
-  (OpenAI chat, Anthropic, Ollama, Gemini, Cohere), with streams split at awkward byte
+  (OpenAI chat and Responses, Anthropic, Ollama, Gemini, Cohere), with streams split at awkward byte
   boundaries and injectable `Fault`\\ s. Point any provider's base URL at ``server.base_url``.
   Formats of your own (a `WireFormat` subclass answering with a `Call`) plug in with ``formats=``.
 - `BedrockServer`: the AWS Bedrock runtime wire format (Converse, ConverseStream event

@@ -7,6 +7,8 @@ library only; botocore has no event-stream encoder, so `encode_message` is this 
 * ``POST /model/{modelId}/converse-stream`` -> ``application/vnd.amazon.eventstream`` frames
   (messageStart, contentBlockStart/Delta/Stop, messageStop, metadata), sent in ``chunk_size``-byte HTTP
   chunks so frames split at awkward places.
+* ``POST /model/{modelId}/invoke`` -> the embedding models' InvokeModel JSON: Titan (``inputText``) and
+  Cohere (``texts``, its input token count in ``X-Amzn-Bedrock-Input-Token-Count``), with `vector_for` vectors.
 
 A forced tool (``toolConfig.toolChoice.tool``) is answered with a toolUse block whose input is
 ``{"answer": <reply>}``; ``outputConfig.textFormat`` makes the reply that JSON as text. With
@@ -134,6 +136,36 @@ class BedrockServer:
         return self._faults.popleft() if self._faults else None
 
     # -- replies ----------------------------------------------------------
+    def invoke(self, model: str, body: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        """InvokeModel for the embedding models: Titan's one ``inputText``, Cohere's ``texts`` (at most 96, with
+        an ``input_type``); the vectors are `vector_for` the texts. Raises `Invalid` for a body Bedrock refuses."""
+        from .embeddings import DEFAULT_DIMENSIONS, tokens_for, vector_for
+
+        base = model.split(".", 1)[1] if model.split(".", 1)[0] in ("us", "eu", "apac", "global") else model
+        if base.startswith("amazon.titan-embed-text"):
+            text = body.get("inputText")
+            if not isinstance(text, str) or set(body) - {"inputText", "dimensions", "normalize", "embeddingTypes"}:
+                raise Invalid("Malformed input request: expected inputText and optional dimensions, normalize")
+            dimensions = body.get("dimensions", DEFAULT_DIMENSIONS)
+            if dimensions not in (256, 512, 1024, DEFAULT_DIMENSIONS):
+                raise Invalid("dimensions must be 256, 512 or 1024")
+            return {"embedding": vector_for(text, dimensions), "inputTextTokenCount": tokens_for(text)}, {}
+        if base.startswith("cohere.embed-"):
+            texts = body.get("texts")
+            if not isinstance(texts, list) or not texts or len(texts) > 96 or \
+                    not all(isinstance(t, str) for t in texts):
+                raise Invalid("Malformed input request: texts must hold 1 to 96 strings")
+            if body.get("input_type") not in ("search_document", "search_query", "classification", "clustering"):
+                raise Invalid("Malformed input request: input_type is required")
+            dimensions = body.get("output_dimension", DEFAULT_DIMENSIONS)
+            vectors = [vector_for(t, dimensions) for t in texts]
+            embeddings: Any = {"float": vectors} if body.get("embedding_types") else vectors
+            tokens = sum(tokens_for(t) for t in texts)
+            return ({"id": "local-embed", "texts": texts, "embeddings": embeddings,
+                     "response_type": "embeddings_by_type" if body.get("embedding_types") else "embeddings_floats"},
+                    {"X-Amzn-Bedrock-Input-Token-Count": str(tokens)})
+        raise Invalid(f"The provided model identifier is invalid: {model}")
+
     def reply_blocks(self, body: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str]:
         """The answer's content blocks and stop reason; raises `Invalid` for what Bedrock refuses."""
         messages = body.get("messages") or []
@@ -278,7 +310,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(raw) if raw else {}
         owner.requests.append(Recorded("POST", self.path, dict(self.headers.items()), body))
         operation = self.path.rsplit("/", 1)[-1]
-        if not self.path.startswith("/model/") or operation not in ("converse", "converse-stream"):
+        if not self.path.startswith("/model/") or operation not in ("converse", "converse-stream", "invoke"):
             self._error("UnknownOperationException", "no such route", 404)
             return
         fault = owner.next_fault()
@@ -286,6 +318,16 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(min(fault.seconds, _MAX_STALL))
         if fault is not None and fault.kind == "error":
             self._error(fault.name, fault.message, _STATUS.get(fault.name, 400))
+            return
+        if operation == "invoke":
+            from urllib.parse import unquote
+
+            try:
+                reply, headers = owner.invoke(unquote(self.path.split("/")[2]), body)
+            except Invalid as exc:
+                self._error("ValidationException", str(exc), 400)
+                return
+            self._json(200, reply, headers)
             return
         try:
             answer = owner.converse(body) if operation == "converse" else list(owner.events(body))

@@ -19,10 +19,14 @@ path so that any base-URL prefix works (see `engine.testing.wire`):
 * ``POST .../models/{model}:generateContent`` and ``:streamGenerateContent`` (SSE with ``alt=sse``):
   Google Gemini; JSON mode is ``generationConfig.responseMimeType: application/json``.
 * ``POST .../v2/chat``: Cohere v2 chat, JSON or SSE (``event:`` line and ``data.type`` both name the event).
+* ``POST .../responses``: OpenAI Responses, JSON or SSE (typed events from ``response.created`` to
+  ``response.completed``, no ``[DONE]``); the request is checked as the API checks it (chat-completions fields,
+  ``max_output_tokens`` of at least 16, flat function tools, ``input`` items); reasoning models (``o3``,
+  ``gpt-5...``) answer with a reasoning item first; one sent back must carry the encrypted content issued for it.
 
 Anything else -> 404 JSON. The reply text is deterministic, see `FakeServer.reply_for`. JSON mode
-(OpenAI ``response_format`` json_object/json_schema, Ollama ``format``, Anthropic ``output_config.format``
-or a forced tool) makes the reply the JSON text ``{"answer": <reply>}``.
+(OpenAI ``response_format`` json_object/json_schema or Responses ``text.format``, Ollama ``format``, Anthropic
+``output_config.format`` or a forced tool) makes the reply the JSON text ``{"answer": <reply>}``.
 
 Tool calls in every format (see `engine.testing.wire`): a request offering tools whose last turn is a user
 turn with text is answered with two parallel calls to the first (or the chosen) tool, arguments
@@ -75,7 +79,7 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -84,6 +88,7 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:
     from ..types import HTTPRequest
 
+from .embeddings import EmbeddingFormat, route_embeddings, vector_for
 from .wire import FORMATS, Call, WireError, WireFormat, dumps, route, text_of
 
 __all__ = ["FAULT_KINDS", "FakeServer", "Fault", "RecordedRequest"]
@@ -200,14 +205,15 @@ class FakeServer:
     ``port``: 0 lets the OS choose.
     ``api_key``: when set, a request that does not carry this key (as a bearer token, a ``*-key`` header such
     as ``x-api-key``, or a ``key`` query value) gets a 401 in its format, as a live API would (formats whose
-    ``needs_key`` is false take any request).
+    ``needs_key`` is false take any request). A function instead checks the key (e.g. `TokenServer.valid`
+    for OAuth2 access tokens).
     ``formats``: wire formats of your own (`WireFormat` subclasses), tried before the built-in ones, so
     that a provider file for an API the engine does not bundle can be tested over real sockets.
     """
 
     def __init__(self, *, chunk_size: int | None = 7, reply: str | None = None, chunks: int | None = None,
                  max_seconds: float = 600.0, port: int = 0, formats: Sequence[WireFormat] = (),
-                 api_key: str | None = None) -> None:
+                 api_key: str | Callable[[str], bool] | None = None) -> None:
         if chunk_size is not None and chunk_size < 1:
             raise ValueError("chunk_size must be >= 1 or None")
         if chunks is not None and chunks < 1:
@@ -240,6 +246,10 @@ class FakeServer:
         """Queue faults; each applies to the next API request (FIFO) and is then consumed."""
         with self._lock:
             self._faults.extend(faults)
+
+    def _key_ok(self, credential: str) -> bool:
+        key = self.api_key
+        return key(credential) if callable(key) else credential == key
 
     def reply_for(self, request: RecordedRequest | HTTPRequest | dict[str, Any]) -> str:
         """The exact text the server sends for a request (a recorded one, a rendered one, or a bare body).
@@ -564,6 +574,7 @@ class FakeServer:
         return _WORDS.findall(text) or [text]
 
     def _make_call(self, wire: WireFormat, match: re.Match[str], body: dict[str, Any], number: int) -> Call:
+        wire.check(body)
         base, text = self._texts(wire, body)
         calls = wire.answer_calls(body)
         words = len(wire.system_text(body).split())
@@ -572,7 +583,7 @@ class FakeServer:
             model=wire.model(body, match), text=text, deltas=self._deltas(text) if text or not calls else [],
             input_tokens=max(1, words), stream=wire.wants_stream(body, match), number=number, base_reply=base,
             tool_name=wire.forced_tool(body), include_usage=wire.include_usage(body), created=int(time.time()),
-            tool_calls=calls,
+            tool_calls=calls, extra=wire.reply_options(body),
         )
 
     async def _handle(self, request: _Request, writer: asyncio.StreamWriter) -> bool:
@@ -581,6 +592,9 @@ class FakeServer:
                                              dict(request.headers), request.body))
         if request.path == "/health":
             return await self._send_json(writer, request, 200, {"ok": True})
+        embeddings = route_embeddings(request.path)
+        if embeddings is not None:
+            return await self._embeddings(request, writer, *embeddings)
         routed = route(request.path, self.formats)
         if routed is None:
             return await self._send_json(writer, request, 404, {"error": {
@@ -592,7 +606,7 @@ class FakeServer:
         if request.method != "POST":
             return await self._send_json(writer, request, 405, wire.error_body(405, "use POST"), extra)
 
-        if self.api_key is not None and wire.needs_key and _credential(request) != self.api_key:
+        if self.api_key is not None and wire.needs_key and not self._key_ok(_credential(request)):
             return await self._send_json(writer, request, 401, wire.error_body(401, "invalid API key"), extra)
         fault = self._next_fault()
         kind = fault.kind if fault else None
@@ -668,6 +682,41 @@ class FakeServer:
         _hard_reset(writer)
         raise _Drop
 
+
+    # ------------------------------------------------------------------ embeddings
+
+    async def _embeddings(self, request: _Request, writer: asyncio.StreamWriter, fmt: EmbeddingFormat,
+                          match: re.Match[str]) -> bool:
+        """Vectors for the texts (`vector_for`), in the format's own shape; faults as for chat calls."""
+        if request.method != "POST":
+            return await self._send_json(writer, request, 405, fmt.error_body(405, "use POST"))
+        if self.api_key is not None and fmt.needs_key and not self._key_ok(_credential(request)):
+            return await self._send_json(writer, request, 401, fmt.error_body(401, "invalid API key"))
+        fault = self._next_fault()
+        kind = fault.kind if fault else None
+        if fault is not None and kind in ("status", "stream_error"):
+            extra = [("Retry-After", fault.retry_after)] if fault.retry_after is not None else []
+            return await self._send_json(writer, request, fault.status, fmt.error_body(fault.status, fault.message),
+                                         extra)
+        if kind == "html":
+            return await self._send(writer, request, 502, _HTML_502, "text/html", [])
+        if fault is not None and kind == "timeout":
+            await asyncio.sleep(min(max(fault.seconds, 0.0), _MAX_STALL))
+            raise _Drop
+        if kind == "reset":
+            _hard_reset(writer)
+            raise _Drop
+        try:
+            body = json.loads(request.body)
+            if not isinstance(body, dict):
+                raise WireError("the request body must be a JSON object")
+            model, texts, dimensions = fmt.request(body, match)
+        except (ValueError, RecursionError) as exc:
+            return await self._send_json(writer, request, 400, fmt.error_body(400, str(exc)))
+        payload = dumps(fmt.reply(model, texts, [vector_for(t, dimensions) for t in texts])).encode()
+        if kind == "truncated_json":
+            payload = payload[: len(payload) // 2]
+        return await self._send(writer, request, 200, payload, "application/json", [])
 
     # ------------------------------------------------------------------ hostile replies
 

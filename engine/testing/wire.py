@@ -284,6 +284,14 @@ class WireFormat:
     def include_usage(self, body: dict[str, Any]) -> bool:
         return False
 
+    def check(self, body: dict[str, Any]) -> None:
+        """Raise `WireError` for a request that is not in the format's native shape (before anything is
+        answered). Tool results and images are checked by `tool_results` and `images`."""
+
+    def reply_options(self, body: dict[str, Any]) -> dict[str, Any]:
+        """What else the reply depends on, in the format's own terms; kept as `Call.extra`."""
+        return {}
+
     # -- tools and images -------------------------------------------------------------------------------------
     def tools(self, body: dict[str, Any]) -> dict[str, Any]:
         """The tools the request offers, in order: name -> parameters schema (OpenAI's shape here)."""
@@ -434,16 +442,21 @@ class OpenAIChat(WireFormat):
         return events
 
     def error_body(self, status: int, message: str) -> dict[str, Any]:
-        if status == 429:
-            kind, code = "requests", "rate_limit_exceeded"
-        elif status >= 500:
-            kind, code = "server_error", None
-        else:
-            kind, code = "invalid_request_error", "invalid_api_key" if status == 401 else None
-        return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+        return openai_error(status, message)
 
     def stream_error(self, message: str) -> bytes:
         return sse({"error": {"message": message, "type": "server_error", "param": None, "code": None}})
+
+
+def openai_error(status: int, message: str) -> dict[str, Any]:
+    """OpenAI's error body (chat completions and responses alike)."""
+    if status == 429:
+        kind, code = "requests", "rate_limit_exceeded"
+    elif status >= 500:
+        kind, code = "server_error", None
+    else:
+        kind, code = "invalid_request_error", "invalid_api_key" if status == 401 else None
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
 class AnthropicMessages(WireFormat):
@@ -894,8 +907,401 @@ class CohereChat(WireFormat):
         return sse({"type": "message-end", "delta": {"finish_reason": "ERROR", "error": message}}, "message-end")
 
 
+class VertexAnthropic(AnthropicMessages):
+    """Claude on Vertex AI: Anthropic Messages at ``…/publishers/anthropic/models/<model>:rawPredict`` (or
+    ``:streamRawPredict``), the model in the path, ``anthropic_version`` in the body."""
+
+    name = "vertex-anthropic"
+    path = re.compile(r"/publishers/anthropic/models/(?P<model>[^/:]+):(?P<method>rawPredict|streamRawPredict)$")
+    VERSION = "vertex-2023-10-16"
+
+    def model(self, body: dict[str, Any], match: re.Match[str]) -> str:
+        _require("model" not in body, "Vertex takes the model in the path, not in the body")
+        _require(body.get("anthropic_version") == self.VERSION,
+                 f"anthropic_version must be {self.VERSION!r}, got {body.get('anthropic_version')!r}")
+        _require((match["method"] == "streamRawPredict") == (body.get("stream") is True),
+                 "a streamed call goes to :streamRawPredict with \"stream\": true, any other to :rawPredict")
+        return match["model"]
+
+
+class OpenAIResponses(WireFormat):
+    """OpenAI Responses: ``input`` items, flat function tools, typed SSE events from ``response.created`` to
+    ``response.completed``.
+
+    A reasoning model (``o<digit>...``, ``gpt-5...``) answers with a reasoning item first: with a summary when
+    ``reasoning.summary`` is set, with encrypted content (bound to the item's id) when ``include`` asks for it.
+    Requests are checked as the API checks them: chat-completions fields are refused, ``max_output_tokens`` is at
+    least 16, reasoning models take no ``temperature`` and other models no encrypted reasoning, every
+    ``function_call`` is answered by one ``function_call_output`` and every output answers a call, and a replayed
+    reasoning item carries the encrypted content the server issued (under ``store: false`` it must carry some).
+    """
+
+    name = "openai-responses"
+    path = re.compile(r"/responses$")
+    SUMMARY = "**Answering** The question is clear; a short answer will do."
+    REASONING_TOKENS = 8
+    CHAT_FIELDS: ClassVar[dict[str, str]] = {
+        "messages": "input", "max_tokens": "max_output_tokens", "max_completion_tokens": "max_output_tokens",
+        "response_format": "text.format"}
+    UNSUPPORTED = ("stop", "seed", "presence_penalty", "frequency_penalty", "n", "logit_bias", "stream_options")
+    ROLE_PARTS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "user": ("input_text", "input_image", "input_file"), "system": ("input_text",),
+        "developer": ("input_text",), "assistant": ("output_text", "refusal")}
+    IMAGE_DETAIL = ("low", "high", "auto", "original")
+
+    def request_id_headers(self, number: int) -> list[tuple[str, str]]:
+        return [("x-request-id", f"req_local{number:04d}")]
+
+    @staticmethod
+    def reasoning_model(model: Any) -> bool:
+        return isinstance(model, str) and re.match(r"(o\d|gpt-5)", model) is not None
+
+    @staticmethod
+    def encrypted(item_id: str) -> str:
+        """The encrypted reasoning the server issues for a reasoning item: bound to its id, as the API's is."""
+        return base64.b64encode(f"enc:{item_id}".encode()).decode()
+
+    @staticmethod
+    def _items(body: dict[str, Any]) -> list[dict[str, Any]]:
+        given = body.get("input")
+        if isinstance(given, str):
+            return [{"type": "message", "role": "user", "content": given}]
+        return _dicts(given)
+
+    def messages(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for item in self._items(body):
+            kind = item.get("type", "message")
+            if kind == "message":
+                out.append({"role": item.get("role"), "content": item.get("content")})
+            elif kind == "function_call":
+                out.append({"role": "assistant", "content": ""})
+            elif kind == "function_call_output":
+                out.append({"role": "tool", "content": item.get("output")})
+        return out
+
+    def system_text(self, body: dict[str, Any]) -> str:
+        instructions = body.get("instructions")
+        return instructions if isinstance(instructions, str) else ""
+
+    def json_mode(self, body: dict[str, Any]) -> bool:
+        fmt = _dict(_dict(body.get("text")).get("format"))
+        return fmt.get("type") in ("json_object", "json_schema")
+
+    def tools(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {t["name"]: t.get("parameters") for t in _dicts(body.get("tools"))
+                if t.get("type") == "function" and isinstance(t.get("name"), str)}
+
+    def calls_forbidden(self, body: dict[str, Any]) -> bool:
+        return body.get("tool_choice") == "none"
+
+    def chosen_tool(self, body: dict[str, Any]) -> str | None:
+        choice = body.get("tool_choice")
+        if choice == "required":
+            return next(iter(self.tools(body)), None)
+        name = _dict(choice).get("name")
+        return name if isinstance(name, str) else None
+
+    def parallel(self, body: dict[str, Any]) -> bool:
+        return body.get("parallel_tool_calls") is not False
+
+    def reply_options(self, body: dict[str, Any]) -> dict[str, Any]:
+        reasoning = self.reasoning_model(body.get("model"))
+        include = body.get("include")
+        include = include if isinstance(include, list) else []
+        return {"reasoning": reasoning, "summary": reasoning and bool(_dict(body.get("reasoning")).get("summary")),
+                "encrypted": reasoning and "reasoning.encrypted_content" in include}
+
+    # -- the request, checked ---------------------------------------------------------------------------------
+    def check(self, body: dict[str, Any]) -> None:
+        for field_name, moved in self.CHAT_FIELDS.items():
+            _require(field_name not in body, f"Unsupported parameter: '{field_name}'. In the Responses API, this "
+                                              f"parameter has moved to '{moved}'.")
+        for field_name in self.UNSUPPORTED:
+            _require(field_name not in body, f"Unsupported parameter: '{field_name}'.")
+        _require(isinstance(body.get("model"), str), "Missing required parameter: 'model'.")
+        given = body.get("input")
+        _require(isinstance(given, str | list), "Missing required parameter: 'input'.")
+        _require(not isinstance(given, list) or all(isinstance(item, dict) for item in given),
+                 "Invalid type for 'input': expected a string or an array of input items.")
+        _require(isinstance(body.get("instructions", ""), str), "Invalid type for 'instructions': expected a string.")
+        limit = body.get("max_output_tokens")
+        if limit is not None:
+            _require(type(limit) is int and limit >= 16, "Invalid 'max_output_tokens': integer below minimum value. "
+                                                          f"Expected a value >= 16, but got {limit} instead.")
+        reasoning = self.reasoning_model(body["model"])
+        _require(not (reasoning and "temperature" in body),
+                 "Unsupported parameter: 'temperature' is not supported with this model.")
+        include = body.get("include", [])
+        _require(isinstance(include, list) and all(isinstance(i, str) for i in include),
+                 "Invalid type for 'include': expected an array of strings.")
+        _require(reasoning or "reasoning.encrypted_content" not in include,
+                 "Encrypted content is not supported with this model.")
+        for key in ("store", "stream", "parallel_tool_calls"):
+            _require(isinstance(body.get(key, False), bool), f"Invalid type for '{key}': expected a boolean.")
+        self._check_format(_dict(body.get("text")).get("format"))
+        self._check_tools(body)
+        for i, item in enumerate(self._items(body)):
+            self._check_item(body, i, item)
+
+    @staticmethod
+    def _check_format(fmt: Any) -> None:
+        if fmt is None:
+            return
+        kind = _dict(fmt).get("type")
+        _require(kind in ("text", "json_object", "json_schema"), f"Invalid value for 'text.format.type': {kind!r}.")
+        if kind == "json_schema":
+            name = fmt.get("name")
+            _require(isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name) is not None,
+                     "Invalid 'text.format.name': a name of letters, digits, _ and - (at most 64) is required.")
+            _require(isinstance(fmt.get("schema"), dict), "Missing required parameter: 'text.format.schema'.")
+
+    def _check_tools(self, body: dict[str, Any]) -> None:
+        tools = body.get("tools", [])
+        _require(isinstance(tools, list), "Invalid type for 'tools': expected an array.")
+        for i, tool in enumerate(tools):
+            where = f"tools[{i}]"
+            _require(isinstance(tool, dict) and isinstance(tool.get("type"), str), f"Invalid value for '{where}.type'.")
+            if tool["type"] != "function":  # a built-in tool (web_search, file_search, ...): the server runs none
+                continue
+            _require("function" not in tool, f"Unknown parameter: '{where}.function'. Function tools are flat: "
+                                             "name, description and parameters sit next to type.")
+            _require(isinstance(tool.get("name"), str), f"Missing required parameter: '{where}.name'.")
+            params = tool.get("parameters")
+            _require(params is None or isinstance(params, dict), f"Invalid type for '{where}.parameters'.")
+            _require(isinstance(tool.get("strict", False), bool), f"Invalid type for '{where}.strict'.")
+            # Strict mode (the API's default when strict is left out) takes only closed schemas.
+            if tool.get("strict", True) and isinstance(params, dict):
+                required = set(params.get("required") or ())
+                _require(params.get("additionalProperties") is False and set(_dict(params.get("properties")))
+                         <= required, f"Invalid schema for function '{tool['name']}': In strict mode, "
+                                      "'additionalProperties' must be false and every property required.")
+        choice = body.get("tool_choice")
+        if choice is None or choice in ("auto", "none", "required"):
+            return
+        _require(isinstance(choice, dict) and choice.get("type") == "function",
+                 "Invalid value for 'tool_choice': expected auto, none, required or {type: function, name}.")
+        assert isinstance(choice, dict)
+        _require(isinstance(choice.get("name"), str), "Missing required parameter: 'tool_choice.name'.")
+
+    def _check_item(self, body: dict[str, Any], i: int, item: dict[str, Any]) -> None:
+        where, kind = f"input[{i}]", item.get("type", "message")
+        if kind == "message":
+            role = item.get("role")
+            _require(role in self.ROLE_PARTS, f"Invalid value for '{where}.role': {role!r}.")
+            unknown = sorted(set(item) - {"type", "role", "content", "id", "status", "phase"})
+            _require(not unknown, f"Unknown parameter: '{where}.{unknown[0] if unknown else ''}'.")
+            content = item.get("content")
+            _require(isinstance(content, str | list), f"Invalid type for '{where}.content': expected a string or an "
+                                                      "array of content parts.")
+            allowed = self.ROLE_PARTS[str(role)]
+            for j, part in enumerate(_dicts(content)):
+                ptype = part.get("type")
+                _require(ptype in allowed, f"Invalid value: '{ptype}'. Supported values are: "
+                                           + " and ".join(f"'{a}'" for a in allowed) + f" ({where}.content[{j}]).")
+                if ptype in ("input_text", "output_text"):
+                    _require(isinstance(part.get("text"), str), f"Missing required parameter: "
+                                                                f"'{where}.content[{j}].text'.")
+        elif kind == "function_call":
+            for key in ("call_id", "name"):
+                _require(isinstance(item.get(key), str) and bool(item[key]), f"Missing required parameter: "
+                                                                             f"'{where}.{key}'.")
+            arguments = item.get("arguments")
+            _require(isinstance(arguments, str), f"Invalid type for '{where}.arguments': expected a string, but got "
+                                                 f"{_kind(arguments)} instead.")
+            try:
+                parsed = json.loads(str(arguments))
+            except ValueError:
+                raise WireError(f"{where}.arguments is not valid JSON: {str(arguments)[:40]!r}") from None
+            _require(isinstance(parsed, dict), f"{where}.arguments must be a JSON object")
+        elif kind == "function_call_output":
+            _require(isinstance(item.get("call_id"), str), f"Missing required parameter: '{where}.call_id'.")
+            _require(isinstance(item.get("output"), str | list), f"Invalid type for '{where}.output'.")
+        elif kind == "reasoning":
+            item_id = item.get("id")
+            _require(isinstance(item_id, str) and bool(item_id), f"Missing required parameter: '{where}.id'.")
+            summary = item.get("summary")
+            _require(isinstance(summary, list) and all(
+                isinstance(p, dict) and p.get("type") == "summary_text" and isinstance(p.get("text"), str)
+                for p in summary), f"Invalid '{where}.summary': expected an array of summary_text parts.")
+            encrypted = item.get("encrypted_content")
+            if encrypted is None:
+                _require(body.get("store") is not False,
+                         f"Item with id '{item_id}' not found. Items are not persisted when `store` is set to false. "
+                         "Try again with `store` set to true, or remove this item from your input.")
+            else:
+                _require(encrypted == self.encrypted(str(item_id)),
+                         f"The encrypted content for item {item_id} could not be verified.")
+            later = self._items(body)[i + 1:i + 2]
+            _require(bool(later) and later[0].get("type", "message") in ("function_call", "message"),
+                     f"Item '{item_id}' of type 'reasoning' was provided without its required following item.")
+        else:
+            raise WireError(f"Invalid value for '{where}.type': {kind!r}.")
+
+    def tool_results(self, body: dict[str, Any]) -> list[str] | None:
+        items = self._items(body)
+        calls = [(i, item["call_id"]) for i, item in enumerate(items)
+                 if item.get("type") == "function_call" and isinstance(item.get("call_id"), str)]
+        outputs = [(i, item.get("call_id")) for i, item in enumerate(items)
+                   if item.get("type") == "function_call_output"]
+        for i, call_id in outputs:
+            _require(any(c == call_id and j < i for j, c in calls),
+                     f"No tool call found for function call output with call_id {call_id}.")
+        answered = [c for _, c in outputs]
+        for _, call_id in calls:
+            _require(call_id in answered, f"No tool output found for function call {call_id}.")
+            _require(answered.count(call_id) == 1, f"Duplicate function call output for call_id {call_id}.")
+        start = len(items)
+        while start > 0 and items[start - 1].get("type") == "function_call_output":
+            start -= 1
+        if start == len(items):
+            return None
+        return [text_of(item.get("output")) for item in items[start:]]
+
+    def images(self, body: dict[str, Any]) -> int:
+        count = 0
+        for i, item in enumerate(self._items(body)):
+            if item.get("type", "message") != "message" or item.get("role") != "user":
+                continue
+            for j, part in enumerate(_dicts(item.get("content"))):
+                where = f"input[{i}].content[{j}]"
+                if part.get("type") == "input_image":
+                    _require(part.get("detail", "auto") in self.IMAGE_DETAIL, f"Invalid value for '{where}.detail'.")
+                    if part.get("file_id") is None:
+                        _check_image_url(part.get("image_url"), f"{where}.image_url")
+                    count += 1
+                elif part.get("type") == "input_file":
+                    data, url = part.get("file_data"), part.get("file_url")
+                    if data is not None:
+                        match = _DATA_URL.fullmatch(data) if isinstance(data, str) else None
+                        _require(match is not None, f"{where}.file_data must be a data URL, "
+                                                    "data:<media type>;base64,<data>")
+                        assert match is not None
+                        _check_base64(match["data"], f"{where}.file_data")
+                        _require(isinstance(part.get("filename"), str), f"Missing required parameter: "
+                                                                        f"'{where}.filename'.")
+                    else:
+                        by_url = isinstance(url, str) and url.startswith("https://")
+                        _require(by_url or part.get("file_id") is not None,
+                                 f"{where}: an input_file needs file_data, file_url or file_id")
+        return count
+
+    # -- the reply --------------------------------------------------------------------------------------------
+    def _reasoning_item(self, call: Call, done: bool = True) -> dict[str, Any] | None:
+        if not call.extra.get("reasoning"):
+            return None
+        item_id = f"rs_local{call.number:04d}"
+        item: dict[str, Any] = {"type": "reasoning", "id": item_id, "summary": []}
+        if done and call.extra.get("summary"):
+            item["summary"] = [{"type": "summary_text", "text": self.SUMMARY}]
+        if done and call.extra.get("encrypted"):
+            item["encrypted_content"] = self.encrypted(item_id)
+        return item
+
+    @staticmethod
+    def _message(call: Call, done: bool = True) -> dict[str, Any]:
+        content = [{"type": "output_text", "annotations": [], "logprobs": [], "text": call.text}] if done else []
+        return {"type": "message", "id": f"msg_local{call.number:04d}", "status": "completed" if done else
+                "in_progress", "role": "assistant", "content": content}
+
+    @staticmethod
+    def _call(call: Call, n: int, tool: ToolUse, done: bool = True) -> dict[str, Any]:
+        return {"type": "function_call", "id": f"fc_local{call.number:04d}_{n}", "call_id": tool.id,
+                "name": tool.name, "arguments": tool.json if done else "",
+                "status": "completed" if done else "in_progress"}
+
+    def _output(self, call: Call) -> list[dict[str, Any]]:
+        reasoning = self._reasoning_item(call)
+        output = [reasoning] if reasoning else []
+        if call.text or not call.tool_calls:
+            output.append(self._message(call))
+        return output + [self._call(call, n, t) for n, t in enumerate(call.tool_calls, 1)]
+
+    def usage(self, call: Call) -> dict[str, Any]:
+        thought = self.REASONING_TOKENS if call.extra.get("reasoning") else 0
+        out = call.output_tokens + thought
+        return {"input_tokens": call.input_tokens, "input_tokens_details": {"cached_tokens": 0,
+                                                                           "cache_write_tokens": 0},
+                "output_tokens": out, "output_tokens_details": {"reasoning_tokens": thought},
+                "total_tokens": call.input_tokens + out}
+
+    def _response(self, call: Call, done: bool) -> dict[str, Any]:
+        return {"id": f"resp_local{call.number:04d}", "object": "response", "created_at": call.created,
+                "status": "completed" if done else "in_progress", "error": None, "incomplete_details": None,
+                "model": call.model, "output": self._output(call) if done else [], "parallel_tool_calls": True,
+                "store": False, "tool_choice": "auto", "usage": self.usage(call) if done else None}
+
+    def reply(self, call: Call) -> dict[str, Any]:
+        return self._response(call, True)
+
+    def stream(self, call: Call) -> list[bytes]:
+        events: list[bytes] = []
+
+        def event(kind: str, **fields: Any) -> None:
+            events.append(sse({"type": kind, "sequence_number": len(events), **fields}, kind))
+
+        event("response.created", response=self._response(call, False))
+        event("response.in_progress", response=self._response(call, False))
+        index = 0
+        reasoning = self._reasoning_item(call)
+        if reasoning is not None:
+            item_id = reasoning["id"]
+            event("response.output_item.added", output_index=index, item=self._reasoning_item(call, False))
+            for part in reasoning["summary"]:
+                event("response.reasoning_summary_part.added", item_id=item_id, output_index=index, summary_index=0,
+                      part={"type": "summary_text", "text": ""})
+                for piece in pieces(part["text"]):
+                    event("response.reasoning_summary_text.delta", item_id=item_id, output_index=index,
+                          summary_index=0, delta=piece)
+                event("response.reasoning_summary_text.done", item_id=item_id, output_index=index, summary_index=0,
+                      text=part["text"])
+                event("response.reasoning_summary_part.done", item_id=item_id, output_index=index, summary_index=0,
+                      part=part)
+            event("response.output_item.done", output_index=index, item=reasoning)
+            index += 1
+        if call.text or not call.tool_calls:
+            message = self._message(call)
+            item_id = message["id"]
+            event("response.output_item.added", output_index=index, item=self._message(call, False))
+            event("response.content_part.added", item_id=item_id, output_index=index, content_index=0,
+                  part={"type": "output_text", "annotations": [], "logprobs": [], "text": ""})
+            for delta in call.deltas:
+                event("response.output_text.delta", item_id=item_id, output_index=index, content_index=0,
+                      delta=delta, logprobs=[])
+            event("response.output_text.done", item_id=item_id, output_index=index, content_index=0, text=call.text,
+                  logprobs=[])
+            event("response.content_part.done", item_id=item_id, output_index=index, content_index=0,
+                  part=message["content"][0])
+            event("response.output_item.done", output_index=index, item=message)
+            index += 1
+        # Every call starts, then the calls' argument pieces come interleaved (by output_index), then each ends.
+        first = index
+        for n, tool in enumerate(call.tool_calls, 1):
+            event("response.output_item.added", output_index=first + n - 1, item=self._call(call, n, tool, False))
+        split = [tool.pieces() for tool in call.tool_calls]
+        for r in range(max(map(len, split), default=0)):
+            for n, parts in enumerate(split, 1):
+                if r < len(parts):
+                    event("response.function_call_arguments.delta", item_id=f"fc_local{call.number:04d}_{n}",
+                          output_index=first + n - 1, delta=parts[r])
+        for n, tool in enumerate(call.tool_calls, 1):
+            event("response.function_call_arguments.done", item_id=f"fc_local{call.number:04d}_{n}",
+                  output_index=first + n - 1, name=tool.name, arguments=tool.json)
+            event("response.output_item.done", output_index=first + n - 1, item=self._call(call, n, tool))
+        event("response.completed", response=self._response(call, True))
+        return events
+
+    def error_body(self, status: int, message: str) -> dict[str, Any]:
+        return openai_error(status, message)
+
+    def stream_error(self, message: str) -> bytes:
+        return sse({"type": "error", "code": "server_error", "message": message, "param": None,
+                    "sequence_number": 0}, "error")
+
+
 FORMATS: dict[str, WireFormat] = {f.name: f for f in (OpenAIChat(), AnthropicMessages(), OllamaChat(),
-                                                       GeminiGenerateContent(), CohereChat())}
+                                                       GeminiGenerateContent(), CohereChat(), VertexAnthropic(),
+                                                       OpenAIResponses())}
 
 
 def route(path: str, extra: Sequence[WireFormat] = ()) -> tuple[WireFormat, re.Match[str]] | None:
