@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -278,3 +279,33 @@ def test_estimates_and_nano_dollars() -> None:
     assert estimate(2.5, 10.0, 4000, 100) == nano(0.0025 + 0.001) == 3_500_000
     assert estimate(None, None, 4000, 100) == 0  # no known price: nothing held
     assert nano(None) == nano(-1.0) == 0
+
+
+def test_when_redis_goes_away_limits_fail_closed_and_the_rest_goes_on(tmp_path: Path) -> None:
+    from engine.gateway.redis_state import RedisLimits
+
+    server = RedisServer(tmp_path / "redis")
+    k = key(rpm=5, tpm=1000)
+
+    async def body() -> tuple[Problem, dict[str, float], float]:
+        limits = RedisLimits(server.url, Ledger(tmp_path / "ledger.db"))
+        try:
+            admission = await limits.admit(k, "a", 0)
+            server.stop()
+            await limits.finish(entry("a", tokens=(10, 5)), k, admission)  # its tokens cannot be charged: logged
+            with pytest.raises(Problem) as refused:
+                await limits.admit(k, "b", 0)
+            cooling = await limits.cooldowns.cooling(["openai/gpt-4o"])
+            cooled = await limits.cooldowns.failed("openai/gpt-4o", ErrorKind.RATE_LIMIT, Cooldown())
+            return refused.value, cooling, cooled
+        finally:
+            await limits.close()
+
+    try:
+        refused, cooling, cooled = asyncio.run(asyncio.wait_for(body(), 30))
+    finally:
+        server.stop()
+    assert refused.status == 503 and refused.retry is True and "Redis" in refused.message  # a limit is never skipped
+    assert cooling == {} and cooled == 0.0  # cooldowns fail open: every deployment is tried
+    rows = sqlite3.connect(tmp_path / "ledger.db").execute("SELECT id FROM requests").fetchall()
+    assert rows == [("a",)]  # the finished call is on record

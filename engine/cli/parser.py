@@ -14,6 +14,7 @@ exit codes:
   1    a call failed (success=False), a demo provider failed, or a file has errors (check)
   2    usage or configuration error: bad arguments, unknown provider, missing API key,
        broken provider file, a request the model cannot take
+  3    the gateway could not start serving (serve)
   130  interrupted (Ctrl-C)
 """
 
@@ -347,7 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command(
         "serve", cmd.cmd_serve, "run the gateway: every provider behind one OpenAI- and Anthropic-compatible server",
-        "Serve POST /v1/chat/completions (OpenAI), POST /v1/messages (Anthropic), GET /v1/models, /health, /ready "
+        "Serve POST /v1/chat/completions and POST /v1/embeddings (OpenAI), POST /v1/messages (Anthropic), "
+        "GET /v1/models, /health, /ready "
         "and /metrics for every configured provider and route, with gateway keys, budgets, rate limits, fallbacks "
         "and a spend ledger. The config file is described in docs/gateway.md. Needs the server extra: "
         "pip install 'genai-engine[server]'. With GENAI_REDIS_URL set, budgets, rate limits and cooldowns are "

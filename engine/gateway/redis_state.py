@@ -11,10 +11,15 @@ Keys: ``genai:{name}:spend:<period>`` (nano-USD, expires a week after its period
 ``genai:{name}:tpm`` (tokens per second, last minute), ``genai:cool:<deployment>`` and ``genai:fail:<deployment>``.
 
 The ledger stays in each replica's SQLite file; ``genai usage`` reads several files at once.
+
+When Redis cannot be reached, admission fails closed (503: a budget or limit that cannot be checked is not
+skipped) while calls of keys without limits go on; a cost that cannot be charged after a call is logged (the
+call is in the ledger); cooldowns fail open (every deployment is tried). Commands time out after a few seconds.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Sequence
@@ -23,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError, ErrorKind
 from ..router import Cooldown, Cooldowns
 from .limits import BUDGET, HOLD_SECONDS, NANO, Admission, CachedCooldowns, nano, period, ratelimit_headers, refused
+from .problems import Problem
 
 if TYPE_CHECKING:
     from .keys import GatewayKey
@@ -132,7 +138,23 @@ def client(url: str) -> Any:
     except ImportError:
         raise ConfigError("GENAI_REDIS_URL is set but the redis package is not installed: "
                           "pip install 'genai-engine[redis]'") from None
-    return redis.from_url(url, decode_responses=True, health_check_interval=30)
+    return redis.from_url(url, decode_responses=True, health_check_interval=30, socket_connect_timeout=2,
+                          socket_timeout=5)
+
+
+log = logging.getLogger("genai.gateway")
+
+
+def _unreachable(exc: Exception) -> bool:
+    """Whether ``exc`` is Redis being unreachable or failing (not a bug of ours)."""
+    from redis.exceptions import RedisError
+
+    return isinstance(exc, (RedisError, OSError, TimeoutError))
+
+
+def unavailable() -> Problem:
+    return Problem(str(ErrorKind.SERVER), "the gateway's shared state (Redis) is unreachable, so this key's limits "
+                                          "cannot be checked; try again", status=503, retry=True)
 
 
 def _keys(name: str) -> tuple[str, str, str, str, str]:
@@ -163,9 +185,16 @@ class RedisLimits:
             admission.hold = hold
             budget = nano(key.budget.usd)
             spend = f"{spend}:{admission.period}"
-        result = await self._admit(keys=[spend, holds, holdexp, rpm, tpm], args=[
-            budget, key.rpm if key.rpm is not None else -1, key.tpm if key.tpm is not None else -1,
-            hold if key.budget is not None else 0, rid, int(HOLD_SECONDS * 1000)])
+        try:
+            result = await self._admit(keys=[spend, holds, holdexp, rpm, tpm], args=[
+                budget, key.rpm if key.rpm is not None else -1, key.tpm if key.tpm is not None else -1,
+                hold if key.budget is not None else 0, rid, int(HOLD_SECONDS * 1000)])
+        except Exception as exc:
+            if not _unreachable(exc):
+                raise
+            log.error({"event": "redis_unreachable", "id": rid, "step": "admit",
+                       "error": f"{type(exc).__name__}: {exc}"})
+            raise unavailable() from None
         verdict, limit, wait_ms, used = result
         if verdict != "ok":
             raise refused(BUDGET if verdict == "budget" else "rate_limit", limit,
@@ -182,9 +211,15 @@ class RedisLimits:
             return
         spend, holds, holdexp, _, tpm = _keys(key.name)
         expire = -1 if admission.period_end is None else int(admission.period_end + 7 * 86400)
-        await self._settle(keys=[f"{spend}:{admission.period}", holds, holdexp, tpm],
-                           args=[cost if admission.period is not None else 0, admission.rid,
-                                 tokens if key.tpm is not None else 0, expire])
+        try:
+            await self._settle(keys=[f"{spend}:{admission.period}", holds, holdexp, tpm],
+                               args=[cost if admission.period is not None else 0, admission.rid,
+                                     tokens if key.tpm is not None else 0, expire])
+        except Exception as exc:  # the call is done and in the ledger: its reply still goes out
+            if not _unreachable(exc):
+                raise
+            log.error({"event": "redis_unreachable", "id": admission.rid, "step": "settle", "key": key.name,
+                       "cost_usd": entry.cost_usd, "error": f"{type(exc).__name__}: {exc}"})
 
     async def spent(self, key: GatewayKey) -> float:
         if key.budget is None:
@@ -205,14 +240,26 @@ class RedisCooldowns:
         self._failed = redis.register_script(FAILED)
 
     async def cooling(self, ids: Sequence[str]) -> dict[str, float]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for id_ in ids:
-                pipe.pttl(f"genai:cool:{id_}")
-            left = await pipe.execute()
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for id_ in ids:
+                    pipe.pttl(f"genai:cool:{id_}")
+                left = await pipe.execute()
+        except Exception as exc:  # fail open: every deployment is tried
+            if not _unreachable(exc):
+                raise
+            log.error({"event": "redis_unreachable", "step": "cooling", "error": f"{type(exc).__name__}: {exc}"})
+            return {}
         return {id_: ms / 1000 for id_, ms in zip(ids, left, strict=True) if ms and ms > 0}
 
     async def failed(self, id: str, kind: ErrorKind, policy: Cooldown) -> float:
-        ms = await self._failed(keys=[f"genai:fail:{id}", f"genai:cool:{id}"], args=[
-            policy.fails, int(policy.window * 1000), int(policy.seconds * 1000),
-            1 if kind is ErrorKind.RATE_LIMIT else 0, uuid.uuid4().hex])
+        try:
+            ms = await self._failed(keys=[f"genai:fail:{id}", f"genai:cool:{id}"], args=[
+                policy.fails, int(policy.window * 1000), int(policy.seconds * 1000),
+                1 if kind is ErrorKind.RATE_LIMIT else 0, uuid.uuid4().hex])
+        except Exception as exc:
+            if not _unreachable(exc):
+                raise
+            log.error({"event": "redis_unreachable", "step": "failed", "error": f"{type(exc).__name__}: {exc}"})
+            return 0.0
         return int(ms) / 1000

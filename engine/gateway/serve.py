@@ -10,6 +10,7 @@ at exit). SIGTERM or Ctrl-C shuts down gracefully: no new connections, open stre
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import socket
@@ -89,7 +90,7 @@ def serve(config_path: str | Path, *, host: str = "127.0.0.1", port: int = DEFAU
     settings = uvicorn.Config(  # type: ignore[attr-defined]
         "engine.gateway.app:from_env", factory=True, workers=workers, log_config=log_config(log_level),
         access_log=False, lifespan="on", server_header=False,
-        timeout_graceful_shutdown=int(config.server.graceful_seconds))
+        timeout_graceful_shutdown=math.ceil(config.server.graceful_seconds))  # whole seconds; never rounded to 0
     try:
         if workers > 1:
             from uvicorn.supervisors import Multiprocess
