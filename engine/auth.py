@@ -47,13 +47,19 @@ class AuthHook(ABC):
     raise `ConfigError` for missing settings and `BackendLoadError` for a missing optional dependency."""
 
     def __init__(self, spec: ProviderSpec, settings: Settings, config: Mapping[str, str]) -> None:
-        self.check_available()
+        if self.needs_library(config):
+            self.check_available()
         self.spec, self.settings, self.config = spec, settings, config
 
     @classmethod
     def check_available(cls) -> None:
         """Raise `BackendLoadError` with an install hint when an optional library the hook needs is missing."""
         return None
+
+    @classmethod
+    def needs_library(cls, config: Mapping[str, str]) -> bool:
+        """Whether this configuration uses the optional library (`check_available` is called only then)."""
+        return True
 
     @abstractmethod
     def fetch(self) -> Credentials | Awaitable[Credentials]:

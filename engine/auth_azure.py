@@ -34,6 +34,10 @@ class EntraToken(AuthHook):
         self._credential: Any = None
 
     @classmethod
+    def needs_library(cls, config: Mapping[str, str]) -> bool:
+        return not config.get("access_token")  # a token given as it is needs no library
+
+    @classmethod
     def check_available(cls) -> None:
         try:
             import azure.identity  # noqa: F401

@@ -34,6 +34,10 @@ class GoogleAccessToken(AuthHook):
         self._credentials: Any = None
 
     @classmethod
+    def needs_library(cls, config: Mapping[str, str]) -> bool:
+        return not config.get("access_token")  # a token given as it is needs no library
+
+    @classmethod
     def check_available(cls) -> None:
         try:
             import google.auth

@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+pytest.importorskip("boto3", reason="the [bedrock] extra (installed by [dev])")
+
 from engine import CompletionRequest, ConfigError, Engine, ErrorKind, ProviderFileError, Settings
 from engine.backend import BackendProvider
 from engine.bedrock import (

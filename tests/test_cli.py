@@ -544,8 +544,10 @@ def test_demo_runs_every_provider_offline(capsys: pytest.CaptureFixture[str]) ->
     assert rows["openai-responses"]["format"] == "openai-responses" and rows["openai-responses"]["cost_usd"] > 0
     assert rows["openai"]["cost_usd"] > 0 and rows["ollama"]["cost_usd"] == 0
     for row in rows.values():
-        if row["result"] == "skipped":
-            assert row["error"] in ("no local wire format", "python backend: no local wire format")
+        if row["result"] == "skipped":  # (a hook's optional library may be absent when the extras are)
+            assert row["error"] in ("no local wire format", "python backend: no local wire format") or \
+                (row["error"].startswith("auth hook not available here: ") and "pip install 'genai-engine[" in \
+                row["error"]), row
 
 
 def test_demo_table(capsys: pytest.CaptureFixture[str]) -> None:

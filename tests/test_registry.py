@@ -58,6 +58,7 @@ def test_spec_and_compiled_are_cached(registry: Registry) -> None:
 
 
 def test_create_an_http_and_a_backend_provider(registry: Registry) -> None:
+    pytest.importorskip("boto3", reason="the [bedrock] extra (installed by [dev])")
     http = registry.create("openai")
     backend = registry.create("bedrock")
     try:

@@ -200,5 +200,6 @@ def test_bad_per_call_values_are_refused_before_sending() -> None:
 
 
 def test_a_backend_takes_only_timeout_and_retries_per_call() -> None:
+    pytest.importorskip("boto3", reason="the [bedrock] extra (installed by [dev])")
     with pytest.raises(ConfigError, match="not api_key, base_url or headers"):
         asyncio.run(Engine(make_settings()).acomplete("bedrock/nova-lite", "hi", api_key="x"))
