@@ -739,6 +739,7 @@ def test_usage_table_and_json(capsys: pytest.CaptureFixture[str], tmp_path: Path
 
 
 def test_serve_stops_on_a_bad_config_before_binding(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    pytest.importorskip("uvicorn", reason="the [server] extra (installed by [dev])")
     config = write(tmp_path / "gateway.yaml", "keys:\n  - {name: a, key_env: A_GATEWAY_KEY_NOT_SET}\n")
     code, _, err = cli(capsys, "serve", "--config", str(config), "--port", "0")
     assert code == EXIT_USAGE and "A_GATEWAY_KEY_NOT_SET is not set" in err

@@ -7,6 +7,9 @@ import json
 from typing import Any
 
 import pytest
+
+pytest.importorskip("anthropic", reason="the official anthropic SDK (installed by [dev])")
+
 from anthropic.types import Message, RawMessageStreamEvent
 from pydantic import TypeAdapter
 

@@ -15,10 +15,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import anthropic
 import httpx
-import openai
 import pytest
+
+pytest.importorskip("openai", reason="the official openai SDK (installed by [dev])")
+pytest.importorskip("anthropic", reason="the official anthropic SDK (installed by [dev])")
+pytest.importorskip("starlette", reason="the [server] extra (installed by [dev])")
+pytest.importorskip("uvicorn", reason="the [server] extra (installed by [dev])")
+pytest.importorskip("prometheus_client", reason="the [server] extra (installed by [dev])")
+
+import anthropic
+import openai
 
 from engine.testing import FakeServer, Fault, GatewayProcess, upstream_env
 

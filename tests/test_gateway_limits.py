@@ -33,6 +33,7 @@ BACKENDS = ("sqlite", "redis")
 
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    pytest.importorskip("redis", reason="the [redis] extra (installed by [dev])")
     server = RedisServer(tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()
@@ -282,6 +283,7 @@ def test_estimates_and_nano_dollars() -> None:
 
 
 def test_when_redis_goes_away_limits_fail_closed_and_the_rest_goes_on(tmp_path: Path) -> None:
+    pytest.importorskip("redis", reason="the [redis] extra (installed by [dev])")
     from engine.gateway.redis_state import RedisLimits
 
     server = RedisServer(tmp_path / "redis")

@@ -19,6 +19,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+pytest.importorskip("starlette", reason="the [server] extra (installed by [dev])")
+pytest.importorskip("uvicorn", reason="the [server] extra (installed by [dev])")
+pytest.importorskip("prometheus_client", reason="the [server] extra (installed by [dev])")
+
+
 from bench.server import stream_text
 from engine.testing import GatewayProcess
 

@@ -7,6 +7,9 @@ import json
 from typing import Any
 
 import pytest
+
+pytest.importorskip("openai", reason="the official openai SDK (installed by [dev])")
+
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from engine import CompletionResponse, ErrorKind, ToolCall

@@ -15,8 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import openai
 import pytest
+
+pytest.importorskip("openai", reason="the official openai SDK (installed by [dev])")
+pytest.importorskip("starlette", reason="the [server] extra (installed by [dev])")
+pytest.importorskip("uvicorn", reason="the [server] extra (installed by [dev])")
+pytest.importorskip("prometheus_client", reason="the [server] extra (installed by [dev])")
+
+import openai
 
 from engine.testing import FakeServer, Fault, GatewayProcess, upstream_env
 
@@ -33,6 +39,7 @@ def upstream() -> Iterator[FakeServer]:
 
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    pytest.importorskip("redis", reason="the [redis] extra (installed by [dev])")
     server = RedisServer(tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()
