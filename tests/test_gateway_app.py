@@ -32,6 +32,7 @@ from engine.testing import FakeServer, Fault, GatewayProcess, upstream_env
 from .gateway_support import KEY, ROOT, TINY_KEY, UPSTREAM_KEY, child_env, config, keys_env
 
 LIMITED_KEY, NARROW_KEY = "sk-genai-test-limited-0123456789", "sk-genai-test-narrow-0123456789"
+LOOSE_KEY = "sk-genai-test-loose-0123456789"
 MODELS = {"openai": "openai/gpt-4o-mini", "anthropic": "anthropic/claude-haiku-4-5", "ollama": "ollama/llama3.2",
           "gemini": "gemini/gemini-3.5-flash", "cohere": "cohere/command-a-03-2025"}
 WEATHER = {"type": "function", "function": {
@@ -50,11 +51,13 @@ def upstream() -> Iterator[FakeServer]:
 def gateway(upstream: FakeServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     keys = [*config()["keys"],
             {"name": "limited", "key_env": "LIMITED_KEY", "rpm": 2},
-            {"name": "narrow", "key_env": "NARROW_KEY", "models": ["anthropic/*"]}]
+            {"name": "narrow", "key_env": "NARROW_KEY", "models": ["anthropic/*"]},
+            {"name": "loose", "key_env": "LOOSE_KEY", "budget": {"usd": 1, "unpriced": "allow"}}]
     routes = {"smart": ["openai/gpt-4o-mini", "anthropic/claude-haiku-4-5"],
               "quick": [{"model": "openai/gpt-4o-mini", "timeout": 0.5}],
               "vectors": ["openai/text-embedding-3-small", "gemini/gemini-embedding-001"]}
-    env = {**keys_env(), "LIMITED_KEY": LIMITED_KEY, "NARROW_KEY": NARROW_KEY, **upstream_env(upstream, UPSTREAM_KEY)}
+    env = {**keys_env(), "LIMITED_KEY": LIMITED_KEY, "NARROW_KEY": NARROW_KEY, "LOOSE_KEY": LOOSE_KEY,
+           **upstream_env(upstream, UPSTREAM_KEY)}
     with GatewayProcess(config(keys=keys, routes=routes), folder=tmp_path_factory.mktemp("gateway"), env=env,
                         max_seconds=900) as process:
         yield process
@@ -323,6 +326,20 @@ def test_a_budget_running_out_is_a_429_in_each_sdks_error_type(gateway: GatewayP
     assert len(upstream.requests) == before  # refused at the gateway, and not retried
 
 
+def test_a_key_with_a_budget_may_not_call_a_model_without_a_price(gateway: GatewayProcess,
+                                                                   upstream: FakeServer) -> None:
+    before = len(upstream.requests)
+    with pytest.raises(openai.PermissionDeniedError, match="has no known price") as raised:
+        oa(gateway, key=TINY_KEY).chat.completions.create(model="openai/my-unpriced-finetune", messages=ask("x"))
+    assert raised.value.body["code"] == "model_not_priced"  # type: ignore[index]
+    assert len(upstream.requests) == before  # its cost could not be counted: not sent
+    # a key without a budget may, and so may one whose budget allows unpriced calls (uncounted)
+    assert oa(gateway).chat.completions.create(model="openai/my-unpriced-finetune", messages=ask("x")).choices
+    raw = oa(gateway, key=LOOSE_KEY).chat.completions.with_raw_response.create(model="openai/my-unpriced-finetune",
+                                                                               messages=ask("x"))
+    assert raw.parse().choices and "x-genai-cost-usd" not in raw.headers
+
+
 def test_requests_per_minute(gateway: GatewayProcess) -> None:
     client = oa(gateway, key=LIMITED_KEY)
     first = client.chat.completions.with_raw_response.create(model=MODELS["openai"], messages=ask("x"))
@@ -425,11 +442,16 @@ def test_health_ready_and_metrics(gateway: GatewayProcess) -> None:
 
 
 def test_logs_are_json_lines_without_secrets(gateway: GatewayProcess) -> None:
-    oa(gateway).chat.completions.create(model=MODELS["openai"], messages=ask("log me"))
-    text = gateway.logs()
-    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
-    access = [line for line in lines if line.get("event") == "request"]
-    assert access and {"ts", "id", "status", "key", "model", "latency_ms", "cost_usd"} <= set(access[-1])
+    rid = oa(gateway).chat.completions.with_raw_response.create(model=MODELS["openai"],
+                                                                messages=ask("log me")).headers["x-request-id"]
+    for _ in range(250):  # the access line is written once the reply is out: wait for it
+        text = gateway.logs()
+        lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+        access = [line for line in lines if line.get("event") == "request" and line.get("id") == rid]
+        if access:
+            break
+        time.sleep(0.02)
+    assert access and {"ts", "id", "status", "key", "model", "latency_ms", "cost_usd"} <= set(access[0])
     for secret in (KEY, TINY_KEY, LIMITED_KEY, NARROW_KEY, UPSTREAM_KEY):
         assert secret not in text
     assert "log me" not in text  # message content is not logged

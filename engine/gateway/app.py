@@ -159,6 +159,7 @@ class Gateway:
         self.model_ids: list[str] = []
         self.providers: frozenset[str] = frozenset()
         self._prices: dict[str, tuple[float | None, float | None]] = {}
+        self._known_price: dict[str, bool] = {}
         self._listed: dict[str, bytes] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -287,6 +288,22 @@ class Gateway:
                                                     "'provider/model' of a configured provider (GET /v1/models)",
                           code="model_not_found")
 
+    def _check_priced(self, key: GatewayKey, model: str) -> None:
+        """A key with a budget calls only models whose cost is known (every deployment of a route)."""
+        router = self.engine.router
+        models = [d.model for d in router.routes[model].deployments] if router is not None and model in router \
+            else [model]
+        for name in models:
+            known = self._known_price.get(name)
+            if known is None:
+                quote = self.engine.quote(name)
+                known = self._known_price[name] = quote.price is not None or quote.local
+            if not known:
+                raise Problem(PERMISSION, f"key {key.name!r} has a budget, and {name!r} has no known price, so its "
+                                          "cost cannot be counted: price it in your pricing file "
+                                          "(GENAI_PRICING_FILE) or set the key's budget.unpriced to allow",
+                              code="model_not_priced")
+
     def _hold(self, call: ChatCall | EmbeddingCall) -> int:
         """The estimated cost of a call, held against a budget while it runs."""
         model = call.model
@@ -335,6 +352,8 @@ class Gateway:
                 api.parse(read_json(body))
             outcome.stream = call.stream
             self._check_model(key, call.model)
+            if key.budget is not None and key.budget.unpriced == "refuse":
+                self._check_priced(key, call.model)
             if key.limited:
                 outcome.admission = await self.limits.admit(key, rid, self._hold(call) if key.budget else 0)
             if isinstance(call, EmbeddingCall):

@@ -31,6 +31,9 @@ class Budget(_Strict):
 
     usd: float = Field(gt=0, description="The most a key may spend in one period, in USD.")
     period: Literal["day", "week", "month", "total"] = Field(default="month", description="When spending resets.")
+    unpriced: Literal["refuse", "allow"] = Field(
+        default="refuse", description="Calls to a model with no known price (its cost cannot be counted): `refuse` "
+                                      "them (403), or `allow` them uncounted. Local models cost 0 and are allowed.")
 
 
 class KeySpec(_Strict):
