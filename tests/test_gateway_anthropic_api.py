@@ -128,6 +128,8 @@ def test_a_reply_is_a_message_whose_input_tokens_exclude_the_cache() -> None:
     assert (message.usage.input_tokens, message.usage.cache_read_input_tokens,
             message.usage.cache_creation_input_tokens, message.usage.output_tokens) == (15, 100, 5, 7)
     assert body["usage"]["cost_usd"] == 0.00042
+    routed = json.loads(anthropic_api.reply(response(), parse(model="smart"), "abc"))
+    assert routed["model"] == "anthropic/claude-haiku-4-5"  # the model that answered, as the OpenAI reply names it
 
 
 def test_a_reply_with_thinking_and_tool_use() -> None:

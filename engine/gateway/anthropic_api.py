@@ -247,7 +247,8 @@ def reply(response: CompletionResponse, call: ChatCall, rid: str) -> bytes:
     if response.content or not response.tool_calls:
         content.append({"type": "text", "text": response.content})
     content += _tool_uses(response)
-    return dumps({"id": f"msg_{rid}", "type": "message", "role": "assistant", "model": call.model, "content": content,
+    model = f"{response.provider}/{response.model}" if response.provider and response.model else call.model
+    return dumps({"id": f"msg_{rid}", "type": "message", "role": "assistant", "model": model, "content": content,
                   "stop_reason": stop_reason(response), "stop_sequence": None, "usage": usage(response)})
 
 
