@@ -8,11 +8,20 @@ the same design and exception names, without the contention. The engine keeps
 httpx's client API and plugs httpcore2's pool in as its transport; set
 ``GENAI_HTTP_TRANSPORT=httpx`` (``Settings(http_transport="httpx")``) to use
 httpx's own pool instead, as tests that mock httpx with respx must.
+
+Every time a request joins or leaves the pool, httpcore2 asks each idle kept-alive
+connection whether its socket is readable (the server closed it). With 64 idle
+connections that is 128 socket probes per request, a quarter of a busy gateway's
+CPU. Here a connection's answer is reused for `PROBE_SECONDS`: a server that closes
+an idle connection is still noticed before the next request but one that arrives
+within that time, whose send then fails as a connection error (which the engine's
+retry policy retries, as it does the same race at any instant).
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterator
 from functools import cache
 from typing import Any
@@ -65,16 +74,50 @@ class _Body(httpx.AsyncByteStream):
             await self._stream.aclose()
 
 
-class _GuardedBackend:
-    """httpcore2's network backend, refusing connections to link-local and metadata addresses after DNS."""
+PROBE_SECONDS = 0.05  # how long a connection's "closed by the server?" probe is trusted
 
-    def __init__(self) -> None:
+
+class _ProbedStream:
+    """A network stream whose readability probe (`get_extra_info("is_readable")`) is reused for `PROBE_SECONDS`;
+    reads and writes go straight to the stream."""
+
+    __slots__ = ("_checked", "_readable", "_stream", "aclose", "read", "write")
+
+    def __init__(self, stream: Any) -> None:
+        self._stream, self.read, self.write, self.aclose = stream, stream.read, stream.write, stream.aclose
+        self._checked, self._readable = -PROBE_SECONDS, False
+
+    async def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+                        timeout: float | None = None) -> _ProbedStream:
+        return _ProbedStream(await self._stream.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        if info != "is_readable":
+            return self._stream.get_extra_info(info)
+        now = time.monotonic()
+        if now - self._checked >= PROBE_SECONDS:
+            self._readable, self._checked = self._stream.get_extra_info(info), now
+        return self._readable
+
+
+class _Backend:
+    """httpcore2's network backend, its streams probed at most every `PROBE_SECONDS`; with ``guard``, connections
+    to link-local and metadata addresses are refused after DNS."""
+
+    def __init__(self, guard: bool = True) -> None:
         from httpcore2._backends.auto import AutoBackend
 
         self._inner = AutoBackend()
+        self._guard = guard
 
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                           local_address: str | None = None, socket_options: Any = None) -> Any:
+        if self._guard:
+            await self._check(host, port)
+        return _ProbedStream(await self._inner.connect_tcp(host, port, timeout=timeout, local_address=local_address,
+                                                           socket_options=socket_options))
+
+    async def _check(self, host: str, port: int) -> None:
         import asyncio
         import socket
 
@@ -90,11 +133,10 @@ class _GuardedBackend:
                            if refused_address(str(info[4][0]))), None)
         if reason is not None:
             raise httpcore2.ConnectError(f"refused: {reason} (set GENAI_ALLOW_LINK_LOCAL=true to allow)")
-        return await self._inner.connect_tcp(host, port, timeout=timeout, local_address=local_address,
-                                             socket_options=socket_options)
 
     async def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> Any:
-        return await self._inner.connect_unix_socket(path, timeout=timeout, socket_options=socket_options)
+        return _ProbedStream(await self._inner.connect_unix_socket(path, timeout=timeout,
+                                                                   socket_options=socket_options))
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
@@ -113,8 +155,7 @@ class Httpcore2Transport(httpx.AsyncBaseTransport):
             "max_keepalive_connections": limits.max_keepalive_connections,
             "keepalive_expiry": limits.keepalive_expiry,
         }
-        if guard:
-            options["network_backend"] = _GuardedBackend()
+        options["network_backend"] = _Backend(guard)
         if proxy is None:
             self._pool: Any = httpcore2.AsyncConnectionPool(**options)
         else:

@@ -2,7 +2,9 @@
 
 A hosted provider runs when its API key is set (e.g. ``GROQ_API_KEY``); a local server (ollama, vllm,
 llama.cpp, LM Studio) when ``GENAI_<NAME>_BASE_URL`` points at a running one; Azure OpenAI when its key,
-``AZURE_OPENAI_RESOURCE`` and ``GENAI_LIVE_AZURE_OPENAI_MODEL`` (a deployment name) are set.
+``AZURE_OPENAI_RESOURCE`` and ``GENAI_LIVE_AZURE_OPENAI_MODEL`` (a deployment name) are set; a provider signed in by
+an auth hook (vertex-*, azure-openai-entra) when its required config is set (``GENAI_VERTEX_GEMINI_PROJECT``, ...)
+and the hook finds credentials (Application Default Credentials, ``az login``, or a ``..._ACCESS_TOKEN``).
 ``GENAI_LIVE_<NAME>_MODEL`` picks another model than the provider's default.
 
     GROQ_API_KEY=... pytest -m live tests/test_live.py
@@ -26,6 +28,8 @@ def live_model(provider: str) -> str | None:
     if spec.local or spec.auth.type == "none":
         if not settings.env(env_name(provider, "BASE_URL")):
             return None
+    elif spec.auth.type == "hook":
+        pass  # configured when its required config is (below); the hook finds the credentials
     elif settings.api_key(provider, spec.key_env) is None:
         return None
     if any(var.required and not settings.env(env_name(provider, key)) and not any(settings.env(e) for e in var.env)
@@ -41,6 +45,8 @@ def test_real_call(provider: str) -> None:
     if model is None:
         spec = REGISTRY.spec(provider)
         how = " or ".join(spec.key_env) if not spec.local else env_name(provider, "BASE_URL")
+        if spec.auth.type == "hook":
+            how = " and ".join(env_name(provider, key) for key, var in spec.config.items() if var.required)
         pytest.skip(f"not configured for live calls: set {how} (see this module's docstring)")
     with Engine() as engine:
         reply = engine.complete(f"{provider}/{model}", "Reply with the single word: pong", max_tokens=400,

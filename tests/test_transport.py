@@ -98,3 +98,69 @@ def test_a_refused_connection_is_an_httpx_connect_error() -> None:
         port = sock.getsockname()[1]
     with pytest.raises(httpx.ConnectError):
         asyncio.run(_get(f"http://127.0.0.1:{port}/"))
+
+
+class _CountingStream:
+    def __init__(self) -> None:
+        self.probes = 0
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return b""
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+    def get_extra_info(self, info: str) -> object:
+        if info == "is_readable":
+            self.probes += 1
+            return False
+        return "other"
+
+
+def test_a_connections_readability_probe_is_reused_briefly(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine import transport
+
+    clock = [100.0]
+    monkeypatch.setattr(transport.time, "monotonic", lambda: clock[0])
+    inner = _CountingStream()
+    stream = transport._ProbedStream(inner)
+    assert [stream.get_extra_info("is_readable") for _ in range(128)] == [False] * 128
+    assert inner.probes == 1  # one probe for a burst of pool passes
+    clock[0] += transport.PROBE_SECONDS + 0.001
+    stream.get_extra_info("is_readable")
+    assert inner.probes == 2 and stream.get_extra_info("server_addr") == "other"
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced() -> None:
+    """A keep-alive server that drops idle connections after 0.1 s: the next request, later, opens a new one."""
+    connections = 0
+
+    async def main() -> list[int]:
+        nonlocal connections
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal connections
+            connections += 1
+            try:
+                while True:
+                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 0.1)
+                    assert head.startswith(b"GET ")
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok")
+                    await writer.drain()
+            except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+                writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        statuses = []
+        async with server, httpx.AsyncClient(transport=Httpcore2Transport(LIMITS), timeout=5.0) as client:
+            for pause in (0, 0, 0.3, 0, 0.3):
+                await asyncio.sleep(pause)
+                statuses.append((await client.get(f"http://127.0.0.1:{port}/")).status_code)
+        return statuses
+
+    assert asyncio.run(main()) == [200] * 5
+    assert connections == 3  # reused back to back, replaced after each idle close

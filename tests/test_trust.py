@@ -48,7 +48,7 @@ def test_ordinary_hosts_are_not_refused(host: str) -> None:
 
 
 def test_a_name_that_resolves_to_a_metadata_address_is_refused_at_connect(monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine.transport import _GuardedBackend
+    from engine.transport import _Backend
 
     async def fake_getaddrinfo(self: Any, host: str, port: int, **_: Any) -> list[Any]:
         return [(2, 1, 6, "", ("169.254.169.254", port))]
@@ -57,7 +57,7 @@ def test_a_name_that_resolves_to_a_metadata_address_is_refused_at_connect(monkey
     import httpcore2
 
     with pytest.raises(httpcore2.ConnectError, match=r"resolves to 169\.254\.169\.254"):
-        asyncio.run(_GuardedBackend().connect_tcp("sneaky.example", 80))
+        asyncio.run(_Backend().connect_tcp("sneaky.example", 80))
 
 
 # -- keys and secrets -----------------------------------------------------------------------------------
