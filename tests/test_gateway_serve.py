@@ -234,3 +234,19 @@ def test_a_replica_killed_mid_load_loses_no_ledger_entry_of_a_completed_request(
     assert completed <= recorded, f"{len(completed - recorded)} completed requests missing from the ledger"
     # the other replica goes on serving
     assert client(survivor).chat.completions.create(model="openai/gpt-4o-mini", messages=ASK).choices
+
+
+def test_idle_client_connections_are_kept_for_keep_alive_seconds(upstream: FakeServer, tmp_path: Path) -> None:
+    import socket
+
+    with GatewayProcess(config(server={"keep_alive_seconds": 1}), folder=tmp_path, env=env_for(upstream)) as gateway:
+        host, port = gateway.base_url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: gateway\r\n\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+            time.sleep(0.5)
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: gateway\r\n\r\n")  # within the second: still open
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+            started = time.monotonic()
+            assert sock.recv(4096) == b""  # then closed once idle for the second
+            assert 0.8 < time.monotonic() - started < 3

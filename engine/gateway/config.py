@@ -92,6 +92,10 @@ class ServerSpec(_Strict):
     max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0, description="Largest request body accepted.")
     graceful_seconds: float = Field(default=60.0, gt=0, description="On shutdown, how long open streams may "
                                                                     "take to finish.")
+    keep_alive_seconds: float = Field(
+        default=75.0, gt=0, description="How long an idle client connection is kept open. Longer than the clients' "
+                                        "own (the openai and anthropic SDKs keep theirs 5 s), so a client never "
+                                        "sends on a connection the gateway is closing.")
 
 
 class GatewayConfig(_Strict):

@@ -90,7 +90,8 @@ def serve(config_path: str | Path, *, host: str = "127.0.0.1", port: int = DEFAU
     settings = uvicorn.Config(  # type: ignore[attr-defined]
         "engine.gateway.app:from_env", factory=True, workers=workers, log_config=log_config(log_level),
         access_log=False, lifespan="on", server_header=False,
-        timeout_graceful_shutdown=math.ceil(config.server.graceful_seconds))  # whole seconds; never rounded to 0
+        timeout_graceful_shutdown=math.ceil(config.server.graceful_seconds),  # whole seconds; never rounded to 0
+        timeout_keep_alive=math.ceil(config.server.keep_alive_seconds))
     try:
         if workers > 1:
             from uvicorn.supervisors import Multiprocess
