@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, UnknownOptionError, UnknownProviderError
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ._sync import Portal
     from .pricing import Quote
     from .provider import AsyncStream, LLMProvider
+    from .router import Route, Router
     from .settings import Settings
 
 Messages = str | list[dict[str, Any]]
@@ -32,6 +33,12 @@ Messages = str | list[dict[str, Any]]
 REQUEST_OPTIONS = ("temperature", "max_tokens", "output_schema", "extra", "tools", "tool_choice", "parallel_tool_calls")
 CALL_OPTIONS = ("timeout", "max_retries", "headers", "api_key", "base_url")
 SAMPLING = ("stop", "top_p", "seed", "presence_penalty", "frequency_penalty", "user")
+
+
+def _check_options(options: Mapping[str, Any]) -> None:
+    unknown = [k for k in options if k not in REQUEST_OPTIONS and k not in CALL_OPTIONS and k not in SAMPLING]
+    if unknown:
+        raise UnknownOptionError(_unknown_keyword(unknown[0]))
 
 
 EMBEDDING_OPTIONS = ("dimensions", "input_type", "user", "extra")
@@ -113,16 +120,34 @@ class Stream:
 
 
 class Engine:
-    """Calls any provider by ``"provider/model"``; holds one provider instance per provider."""
+    """Calls any provider by ``"provider/model"``; holds one provider instance per provider.
+
+    ``routes``: named model groups with fallbacks, balancing and cooldowns (see `engine.router`), called by name
+    like a model: ``Engine(routes={"smart": ["openai/gpt-4o-mini", "anthropic/claude-haiku-4-5"]})``, then
+    ``engine.complete("smart", ...)``. A `Router` may be passed instead, to share its state.
+    """
 
     def __init__(self, settings: Settings | None = None, *, http_client: httpx.AsyncClient | None = None,
-                 registry: Registry | None = None) -> None:
+                 registry: Registry | None = None, routes: Mapping[str, Any] | Router | None = None) -> None:
         self.registry = registry or default_registry(settings)
         self.settings = settings or self.registry.settings
         self._http_client = http_client
         self._async: dict[str, LLMProvider] = {}
         self._sync: dict[str, LLMProvider] = {}
         self._portal: Portal | None = None
+        self.router: Router | None = None
+        if routes:
+            from .router import Router
+
+            self.router = routes if isinstance(routes, Router) else Router(routes, env=self.settings.env)
+            for route in self.router.routes.values():
+                self._check_route(self.router, route)
+
+    def _check_route(self, router: Router, route: Route) -> None:
+        for deployment in route.deployments:
+            if deployment.model in router or deployment.model.partition("/")[0] not in self.registry:
+                raise ConfigError(f"route {route.name!r}: deployment {deployment.model!r} is not 'provider/model' "
+                                  "with a known provider (a route cannot name another route)")
 
     # -- routing -----------------------------------------------------------
     def route(self, model: str | None) -> tuple[str, str | None]:
@@ -153,15 +178,20 @@ class Engine:
             self._async[name] = self.registry.create(name, settings=self.settings, http_client=self._http_client)
         return self._async[name]
 
+    def _routed(self, model: str | None, options: dict[str, Any]) -> bool:
+        """Whether ``model`` names a route (its options are checked now, before any deployment is called)."""
+        if self.router is None or model not in self.router:
+            return False
+        _check_options(options)
+        return True
+
     def _request(self, model: str | None, messages: Messages, *, stream: bool, **options: Any) -> tuple[
             str, CompletionRequest, CallOptions | None]:
         """The provider, the unified request and the per-call engine options of a call's keyword arguments."""
         provider, model_id = self.route(model)
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
-        unknown = [k for k in options if k not in REQUEST_OPTIONS and k not in CALL_OPTIONS and k not in SAMPLING]
-        if unknown:
-            raise UnknownOptionError(_unknown_keyword(unknown[0]))
+        _check_options(options)
         call = {k: options.pop(k) for k in CALL_OPTIONS if k in options}
         known = {k: options.pop(k) for k in (*REQUEST_OPTIONS, *SAMPLING) if k in options}
         known["extra"] = dict(known.get("extra") or {})
@@ -176,10 +206,7 @@ class Engine:
             str, EmbeddingRequest, CallOptions | None]:
         """The provider, the embeddings request and the per-call engine options of an embed call."""
         provider, model_id = self.route(model)
-        unknown = [k for k in options if k not in EMBEDDING_OPTIONS and k not in CALL_OPTIONS]
-        if unknown:
-            accepted = [*EMBEDDING_OPTIONS, *CALL_OPTIONS]
-            raise UnknownOptionError(_unknown_keyword(unknown[0], accepted))
+        self._embedding_options(options)
         call = {k: options.pop(k) for k in CALL_OPTIONS if k in options}
         request = EmbeddingRequest(inputs=inputs, model=model_id, **options)  # type: ignore[arg-type]
         try:
@@ -188,12 +215,24 @@ class Engine:
             raise UnknownOptionError(str(exc)) from None
         return provider, request, call_options
 
+    @staticmethod
+    def _embedding_options(options: dict[str, Any]) -> dict[str, Any]:
+        unknown = [k for k in options if k not in EMBEDDING_OPTIONS and k not in CALL_OPTIONS]
+        if unknown:
+            raise UnknownOptionError(_unknown_keyword(unknown[0], [*EMBEDDING_OPTIONS, *CALL_OPTIONS]))
+        return options
+
     # -- async -------------------------------------------------------------
     async def aembed(self, model: str | None = None, inputs: str | list[str] = "", **options: Any
                      ) -> EmbeddingResponse:
         """Vectors for ``inputs`` (one text or a list), in order. Keyword options: dimensions, input_type
         (``query``, ``document``, ``classification``, ``clustering``), user, extra; and per-call engine options.
         A long list is sent in the provider's batch size, batches concurrently (``Settings.embed_concurrency``)."""
+        if model is not None and self.router is not None and model in self.router:
+            return await self.router.embed(model, inputs, self._aembed, **self._embedding_options(options))
+        return await self._aembed(model, inputs, **options)
+
+    async def _aembed(self, model: str | None, inputs: str | list[str], **options: Any) -> EmbeddingResponse:
         provider, request, call = self._embedding(model, inputs, **options)
         return await self.provider(provider).embed(request, call)
 
@@ -201,11 +240,23 @@ class Engine:
         """One call. Keyword options: temperature, max_tokens, output_schema, extra (provider-specific body
         fields); stop, top_p, seed, presence_penalty, frequency_penalty, user; and per-call engine options:
         timeout, max_retries, headers, api_key, base_url. Any other keyword raises `UnknownOptionError`."""
+        if self._routed(model, options):
+            assert self.router is not None and model is not None
+            return await self.router.complete(model, messages, self._acomplete, **options)
+        return await self._acomplete(model, messages, **options)
+
+    async def _acomplete(self, model: str | None, messages: Messages, **options: Any) -> CompletionResponse:
         provider, request, call = self._request(model, messages, stream=False, **options)
         return await self.provider(provider).complete(request, call)
 
     def astream(self, model: str | None = None, messages: Messages = "", **options: Any) -> AsyncStream:
         """A streamed call: ``async for delta in engine.astream(...)``, then ``.response``."""
+        if self._routed(model, options):
+            assert self.router is not None and model is not None
+            return self.router.stream(model, messages, self._astream, **options)
+        return self._astream(model, messages, **options)
+
+    def _astream(self, model: str | None, messages: Messages, **options: Any) -> AsyncStream:
         provider, request, call = self._request(model, messages, stream=True, **options)
         return self.provider(provider).stream_complete(request, call)
 
@@ -238,18 +289,38 @@ class Engine:
 
     def complete(self, model: str | None = None, messages: Messages = "", **options: Any) -> CompletionResponse:
         """One call, for sync code (scripts, notebooks)."""
+        if self._routed(model, options):
+            assert self.router is not None and model is not None
+            return self.portal.call(self.router.complete(model, messages, self._sync_complete, **options))
         provider, request, call = self._request(model, messages, stream=False, **options)
         return self.portal.call(self._sync_provider(provider).complete(request, call))
 
+    async def _sync_complete(self, model: str | None, messages: Messages, **options: Any) -> CompletionResponse:
+        provider, request, call = self._request(model, messages, stream=False, **options)
+        return await self._sync_provider(provider).complete(request, call)
+
     def embed(self, model: str | None = None, inputs: str | list[str] = "", **options: Any) -> EmbeddingResponse:
         """Vectors for ``inputs``, for sync code (see `aembed`)."""
+        if model is not None and self.router is not None and model in self.router:
+            return self.portal.call(self.router.embed(model, inputs, self._sync_embed,
+                                                      **self._embedding_options(options)))
         provider, request, call = self._embedding(model, inputs, **options)
         return self.portal.call(self._sync_provider(provider).embed(request, call))
 
+    async def _sync_embed(self, model: str | None, inputs: str | list[str], **options: Any) -> EmbeddingResponse:
+        provider, request, call = self._embedding(model, inputs, **options)
+        return await self._sync_provider(provider).embed(request, call)
+
     def stream(self, model: str | None = None, messages: Messages = "", **options: Any) -> Stream:
         """A streamed call for sync code: ``for delta in engine.stream(...)``, then ``.response``."""
+        if self._routed(model, options):
+            assert self.router is not None and model is not None
+            return Stream(self.portal, self.router.stream(model, messages, self._sync_stream, **options))
+        return Stream(self.portal, self._sync_stream(model, messages, **options))
+
+    def _sync_stream(self, model: str | None, messages: Messages, **options: Any) -> AsyncStream:
         provider, request, call = self._request(model, messages, stream=True, **options)
-        return Stream(self.portal, self._sync_provider(provider).stream_complete(request, call))
+        return self._sync_provider(provider).stream_complete(request, call)
 
     def close(self) -> None:
         if self._sync:

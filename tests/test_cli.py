@@ -683,3 +683,65 @@ def test_render_takes_a_whole_request(capsys: pytest.CaptureFixture[str], tmp_pa
 def test_render_refuses_what_the_model_cannot_take(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = cli(capsys, "render", "-m", "anthropic", "-o", "seed=1", "hi")
     assert code == EXIT_USAGE and "anthropic/claude-sonnet-4-6 does not take seed" in err
+
+
+# -- the gateway's commands (genai serve itself runs in tests/test_gateway_app.py and test_gateway_serve.py) ------
+
+
+def test_keys_new_prints_a_key_and_only_its_hash_for_the_config(capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.gateway.keys import hash_key
+
+    code, out, err = cli(capsys, "keys", "new", "--name", "team-search")
+    key = out.strip()
+    assert code == EXIT_OK and key.startswith("sk-genai-")
+    assert f'{{name: team-search, sha256: "{hash_key(key)}"}}' in err and key not in err
+
+
+def test_keys_hash_reads_the_key_from_stdin() -> None:
+    from engine.gateway.keys import hash_key
+
+    done = run("keys", "hash", stdin="sk-genai-abc\n")
+    assert done.returncode == EXIT_OK and done.stdout.strip() == hash_key("sk-genai-abc")
+    assert run("keys", "hash", stdin="").returncode == EXIT_USAGE
+
+
+def test_usage_table_and_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import asyncio
+
+    from engine.gateway.ledger import Entry, Ledger
+
+    async def fill(path: Path, rows: list[tuple[str, str, float | None]]) -> None:
+        ledger = Ledger(path)
+        for i, (key, provider, cost) in enumerate(rows):
+            await ledger.add(Entry(id=f"{path.stem}-{i}", ts=1_796_000_000, key=key, api="openai", model="m",
+                                   stream=False, status=200, provider=provider, served_model="m", input_tokens=1000,
+                                   output_tokens=100, cost_usd=cost))
+        ledger.close()
+
+    asyncio.run(fill(tmp_path / "a.db", [("team", "openai", 0.25), ("ci", "anthropic", 0.5)]))
+    asyncio.run(fill(tmp_path / "b.db", [("team", "openai", 1.0), ("team", "ollama", None)]))
+    code, out, err = cli(capsys, "--no-color", "usage", "--db", str(tmp_path / "a.db"), "--db", str(tmp_path / "b.db"),
+                         "--by", "key,provider")
+    assert code == EXIT_OK
+    lines = out.splitlines()
+    assert lines[0].split() == ["KEY", "PROVIDER", "REQUESTS", "ERRORS", "TOKENS", "IN", "TOKENS", "OUT", "COST"]
+    assert lines[1].split()[:4] == ["ci", "anthropic", "1", "0"]
+    assert lines[-1].split()[:2] == ["total", "4"] and "$1.75" in lines[-1]
+    assert "1 successful requests had no known price" in err
+    code, out, _ = cli(capsys, "usage", "--db", str(tmp_path / "a.db"), "--json")
+    assert code == EXIT_OK and [(r["key"], r["requests"]) for r in json.loads(out)] == [("ci", 1), ("team", 1)]
+    code, _, err = cli(capsys, "usage", "--db", str(tmp_path / "missing.db"))
+    assert code == EXIT_USAGE and "no ledger" in err
+    code, _, err = cli(capsys, "usage", "--db", str(tmp_path / "a.db"), "--by", "colour")
+    assert code == EXIT_USAGE and "cannot group by 'colour'" in err
+    code, _, err = cli(capsys, "usage")
+    assert code == EXIT_USAGE and "no gateway config" in err
+
+
+def test_serve_stops_on_a_bad_config_before_binding(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    pytest.importorskip("uvicorn", reason="the [server] extra (installed by [dev])")
+    config = write(tmp_path / "gateway.yaml", "keys:\n  - {name: a, key_env: A_GATEWAY_KEY_NOT_SET}\n")
+    code, _, err = cli(capsys, "serve", "--config", str(config), "--port", "0")
+    assert code == EXIT_USAGE and "A_GATEWAY_KEY_NOT_SET is not set" in err
+    code, _, err = cli(capsys, "serve", "--config", str(tmp_path / "nope.yaml"))
+    assert code == EXIT_USAGE and "no such file" in err

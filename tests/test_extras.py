@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +71,22 @@ def test_the_price_audit_without_genai_prices_names_the_extra(monkeypatch: pytes
     hide(monkeypatch, "genai_prices")
     with pytest.raises(ConfigError, match=r"pip install 'genai-engine\[audit\]'"):
         audit(Registry(make_settings()))
+
+
+def test_genai_serve_without_the_server_extra_names_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.cli import main
+
+    hide(monkeypatch, "uvicorn")
+    config = tmp_path / "gateway.yaml"
+    config.write_text("keys: [{name: team, sha256: '" + "0" * 64 + "'}]\n", encoding="utf-8")
+    assert main(["serve", "--config", str(config), "--port", "0"]) == 2
+    assert "pip install 'genai-engine[server]'" in capsys.readouterr().err
+
+
+def test_a_redis_url_without_the_redis_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.gateway.redis_state import client
+
+    hide(monkeypatch, "redis")
+    with pytest.raises(ConfigError, match=r"GENAI_REDIS_URL is set .* pip install 'genai-engine\[redis\]'"):
+        client("redis://127.0.0.1:1/0")

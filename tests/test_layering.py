@@ -28,7 +28,7 @@ STAGES: list[set[str]] = [
     {"auth_google", "auth_azure"},  # the bundled auth hooks (their libraries are optional extras)
     {"backend"},
     {"bedrock"},
-    {"registry"},
+    {"registry", "router"},
     {"api", "check", "_sync", "client", "audit"},
     {"__init__", "__main__"},
 ]

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -314,6 +315,40 @@ def test_pytest_plugin_fixtures(tmp_path: Path) -> None:
          "test_uses_plugin.py"], cwd=tmp_path, env=dict(os.environ), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+def test_a_slow_fault_paces_a_stream_and_counts_a_client_that_leaves() -> None:
+    body = {"model": "m", "messages": HI, "stream": True}
+    with FakeServer(chunk_size=None, max_seconds=30) as server:
+        server.inject(Fault("slow", seconds=0.5))
+        arrivals = []
+        with httpx.Client() as client, client.stream("POST", server.base_url + "/v1/chat/completions",
+                                                     json=body) as reply:
+            t0 = time.monotonic()
+            for piece in reply.iter_raw():
+                if piece:
+                    arrivals.append(time.monotonic() - t0)
+        assert arrivals[-1] >= 0.4 and len(arrivals) > 3  # spread over the half second, not in one write
+        assert server.abandoned == 0
+
+        server.inject(Fault("slow", seconds=2.0))
+        with httpx.Client() as client, client.stream("POST", server.base_url + "/v1/chat/completions",
+                                                     json=body) as reply:
+            next(reply.iter_raw())  # the first event, then leave
+        for _ in range(100):
+            if server.abandoned:
+                break
+            time.sleep(0.02)
+        assert server.abandoned == 1
+
+        server.inject(Fault("slow", seconds=1.0))
+        with httpx.Client() as client, pytest.raises(httpx.ReadTimeout):
+            client.post(server.base_url + "/v1/chat/completions", json={**body, "stream": False}, timeout=0.2)
+        for _ in range(100):
+            if server.abandoned == 2:
+                break
+            time.sleep(0.02)
+        assert server.abandoned == 2
 
 
 def test_the_vertex_claude_format_checks_its_native_shape() -> None:

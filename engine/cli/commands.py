@@ -834,3 +834,96 @@ def cmd_test(args: argparse.Namespace, console: Console) -> int:
             console.print(line, "red" if "FAIL" in line else "green" if report.ok else "")
         failed += not report.ok
     return EXIT_FAILED if failed else EXIT_OK
+
+
+# -- gateway: serve, usage, keys ----------------------------------------------------------------------------
+
+
+def _gateway_config(args: argparse.Namespace) -> str:
+    import os
+
+    path = args.config or os.environ.get("GENAI_GATEWAY_CONFIG")
+    if not path:
+        raise UsageError("no gateway config: give --config FILE (or set GENAI_GATEWAY_CONFIG); see docs/gateway.md")
+    return str(path)
+
+
+def cmd_serve(args: argparse.Namespace, console: Console) -> int:
+    import os
+
+    from ..gateway.serve import serve
+
+    if args.providers_path:  # the workers read their settings from the environment
+        paths = [p for p in os.environ.get("GENAI_PROVIDERS_PATH", "").split(os.pathsep) if p]
+        os.environ["GENAI_PROVIDERS_PATH"] = os.pathsep.join([*paths, *args.providers_path])
+    return serve(_gateway_config(args), host=args.host, port=args.port, workers=args.workers,
+                 access_log=not args.no_access_log, log_level=args.log_level)
+
+
+def _ledger_files(args: argparse.Namespace) -> list[Path]:
+    if args.db:
+        files = [Path(p) for p in args.db]
+    else:
+        from ..gateway.config import load_config
+
+        files = [load_config(_gateway_config(args)).sqlite_path()]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise UsageError(f"no ledger at {', '.join(missing)}")
+    return files
+
+
+def cmd_usage(args: argparse.Namespace, console: Console) -> int:
+    import datetime as dt
+
+    from ..gateway.ledger import usage
+
+    def day(text: str | None) -> dt.date | None:
+        if text is None:
+            return None
+        try:
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            raise UsageError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+    by = [name.strip() for part in args.by or ["key"] for name in part.split(",") if name.strip()]
+    try:
+        rows = usage(_ledger_files(args), by, since=day(args.since), until=day(args.until), key=args.key)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.json:
+        console.print(json_text(rows))
+        return EXIT_OK
+    table: list[list[Cell]] = [[*(str(row[name] if row[name] is not None else "-") for name in by),
+                                f"{row['requests']:,}", f"{row['errors']:,}", f"{row['input_tokens']:,}",
+                                f"{row['output_tokens']:,}", money(row["cost_usd"])] for row in rows]
+    if len(rows) > 1:
+        total = {name: sum(row[name] for row in rows) for name in ("requests", "errors", "input_tokens",
+                                                                    "output_tokens", "cost_usd")}
+        table.append([("total", "bold"), *([""] * (len(by) - 1)), f"{total['requests']:,}", f"{total['errors']:,}",
+                      f"{total['input_tokens']:,}", f"{total['output_tokens']:,}", money(total["cost_usd"])])
+    console.table([*(name.upper() for name in by), "REQUESTS", "ERRORS", "TOKENS IN", "TOKENS OUT", "COST"], table,
+                  right=range(len(by), len(by) + 5))
+    unpriced = sum(row["unpriced"] for row in rows)
+    if unpriced:
+        console.note(f"{unpriced:,} successful requests had no known price and count as 0 in COST")
+    return EXIT_OK
+
+
+def cmd_keys(args: argparse.Namespace, console: Console) -> int:
+    from ..gateway.keys import hash_key, new_key
+
+    if args.keys_command == "new":
+        key = new_key()
+        console.print(key)
+        console.note("give the key to its user; put only its hash in the gateway config:")
+        console.note(f"  - {{name: {args.name}, sha256: \"{hash_key(key)}\"}}")
+        return EXIT_OK
+    if args.keys_command == "hash":
+        text = sys.stdin.readline() if sys.stdin is not None else ""
+        key = text.strip()
+        if not key:
+            raise UsageError("give the key on stdin: echo -n \"$KEY\" | genai keys hash")
+        console.print(hash_key(key))
+        return EXIT_OK
+    raise UsageError("genai keys new | genai keys hash (see genai keys --help)")

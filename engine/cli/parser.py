@@ -14,6 +14,7 @@ exit codes:
   1    a call failed (success=False), a demo provider failed, or a file has errors (check)
   2    usage or configuration error: bad arguments, unknown provider, missing API key,
        broken provider file, a request the model cannot take
+  3    the gateway could not start serving (serve)
   130  interrupted (Ctrl-C)
 """
 
@@ -24,6 +25,8 @@ environment:
   GENAI_DEFAULT_MODEL       the model used when -m is not given
   GENAI_<NAME>_API_KEY      a provider's API key (or the env variable its file names)
   GENAI_<NAME>_BASE_URL     a provider's base URL
+  GENAI_GATEWAY_CONFIG      the config file of the gateway (serve, usage)
+  GENAI_REDIS_URL           the Redis that gateway replicas share limits through
   NO_COLOR                  set to turn colours off
 """
 
@@ -342,4 +345,51 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--provider", action="append", metavar="NAME", help="only this provider (repeatable)")
     sub.add_argument("--no-stream", action="store_true", help="plain calls instead of streams")
     sub.add_argument("--json", action="store_true", help="print the results as JSON")
+
+    sub = command(
+        "serve", cmd.cmd_serve, "run the gateway: every provider behind one OpenAI- and Anthropic-compatible server",
+        "Serve POST /v1/chat/completions and POST /v1/embeddings (OpenAI), POST /v1/messages (Anthropic), "
+        "GET /v1/models, /health, /ready "
+        "and /metrics for every configured provider and route, with gateway keys, budgets, rate limits, fallbacks "
+        "and a spend ledger. The config file is described in docs/gateway.md. Needs the server extra: "
+        "pip install 'genai-engine[server]'. With GENAI_REDIS_URL set, budgets, rate limits and cooldowns are "
+        "shared by every replica (the redis extra).\n\nPrints 'LISTENING http://HOST:PORT' once the port is "
+        "bound; logs are JSON lines on stderr. SIGTERM or Ctrl-C lets open streams finish.",
+        "  genai serve --config gateway.yaml\n"
+        "  genai serve --config gateway.yaml --host 0.0.0.0 --port 8080 --workers 4\n"
+        "  GENAI_REDIS_URL=redis://redis:6379/0 genai serve --config gateway.yaml\n"
+        "  curl localhost:4000/v1/chat/completions -H \"Authorization: Bearer $KEY\" \\\n"
+        "       -d '{\"model\": \"openai/gpt-4o-mini\", \"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}]}'")
+    sub.add_argument("-c", "--config", metavar="FILE", help="the gateway config (default: GENAI_GATEWAY_CONFIG)")
+    sub.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    sub.add_argument("--port", type=int, default=4000, help="port (default: 4000; 0: any free port)")
+    sub.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (default: 1)")
+    sub.add_argument("--no-access-log", action="store_true", help="no access line per request")
+    sub.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                     help="log level (default: info)")
+
+    sub = command(
+        "usage", cmd.cmd_usage, "spend by key, provider, model and day, from the gateway's ledger",
+        "Sum the gateway's ledger: requests, errors, tokens and cost, grouped by key, provider, model, day, route "
+        "or api. The ledger is the file named by the config's state.sqlite (one per replica: give each with "
+        "--db to add them up). Days are UTC.",
+        "  genai usage --config gateway.yaml\n"
+        "  genai usage --db genai-gateway.db --by key,day --since 2026-12-01\n"
+        "  genai usage --db replica-a.db --db replica-b.db --by provider,model --json")
+    sub.add_argument("-c", "--config", metavar="FILE", help="the gateway config whose ledger to read")
+    sub.add_argument("--db", action="append", metavar="FILE", help="a ledger file (repeatable; instead of --config)")
+    sub.add_argument("--by", action="append", default=None, metavar="FIELDS",
+                     help="group by these, comma-separated: key, provider, model, day, route, api (default: key)")
+    sub.add_argument("--since", metavar="YYYY-MM-DD", help="from this UTC day")
+    sub.add_argument("--until", metavar="YYYY-MM-DD", help="up to this UTC day (included)")
+    sub.add_argument("--key", metavar="NAME", help="only this gateway key")
+    sub.add_argument("--json", action="store_true", help="print JSON")
+
+    sub = command(
+        "keys", cmd.cmd_keys, "make a gateway key, or hash one for the gateway config",
+        "'new' prints a fresh random key on stdout and, on stderr, the config line with its SHA-256 (the gateway "
+        "keeps only the hash). 'hash' prints the SHA-256 of a key read from stdin.",
+        "  genai keys new --name team-search\n  echo -n \"$KEY\" | genai keys hash")
+    sub.add_argument("keys_command", choices=["new", "hash"], metavar="new|hash")
+    sub.add_argument("--name", default="my-key", help="the key's name in the printed config line")
     return parser

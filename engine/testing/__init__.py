@@ -14,6 +14,8 @@ Like httpx's ``MockTransport``, these let the real engine run with no network:
 - `run_selftest`: every provider end to end against a `FakeServer` (what ``genai demo`` runs).
 - `ForwardProxy`: an HTTP forward proxy on 127.0.0.1 that sends every request to one server, to test
   that proxy settings are honoured.
+- `GatewayProcess`: ``genai serve`` in a subprocess on a free 127.0.0.1 port, for tests of a gateway
+  configuration with real clients (`upstream_env` points its providers at a `FakeServer`).
 
 Nothing here is imported by the engine itself.
 """
@@ -30,6 +32,7 @@ _EXPORTS = {
     "run_selftest": "selftest", "SelfTestResult": "selftest",
     "FORMATS": "wire", "WireFormat": "wire", "Call": "wire", "WireError": "wire", "sse": "wire",
     "ForwardProxy": "proxy",
+    "GatewayProcess": "gateway", "upstream_env": "gateway",
     "record": "recorded", "check_recorded": "recorded",
 }
 __all__ = [
@@ -41,6 +44,7 @@ __all__ = [
     "FakeServer",
     "Fault",
     "ForwardProxy",
+    "GatewayProcess",
     "RecordedRequest",
     "SelfTestResult",
     "WireError",
@@ -51,10 +55,12 @@ __all__ = [
     "replay_transport",
     "run_selftest",
     "sse",
+    "upstream_env",
 ]
 
 if TYPE_CHECKING:
     from .bedrock import BedrockFault, BedrockServer
+    from .gateway import GatewayProcess, upstream_env
     from .proxy import ForwardProxy
     from .recorded import check_recorded, record
     from .replay import replay_client, replay_transport

@@ -55,6 +55,7 @@ class EmbeddingFormat:
     name: ClassVar[str]
     path: ClassVar[re.Pattern[str]]
     max_batch: ClassVar[int] = 2048
+    needs_key: ClassVar[bool] = True  # whether FakeServer(api_key=...) checks the key of its requests
 
     def matches(self, path: str) -> re.Match[str] | None:
         return self.path.search(path)
@@ -193,6 +194,7 @@ class OllamaEmbeddings(EmbeddingFormat):
 
     name = "ollama-embeddings"
     path = re.compile(r"/api/embed$")
+    needs_key = False  # Ollama's own API has no keys
 
     def request(self, body: dict[str, Any], match: re.Match[str]) -> tuple[str, list[str], int]:
         value = body.get("input")

@@ -46,6 +46,9 @@ Faults (`Fault.kind`), queued with `FakeServer.inject`, each consumed by the nex
   non-stream: full Content-Length announced, half the body sent, connection closed.
 * ``stream_error``: stream: ``after_events`` events, the route's in-stream error event, clean end;
   non-stream: a 500 with the route's error body.
+* ``slow``: a model that takes its time: a stream's events spread evenly over ``seconds`` (max 30); a
+  non-stream reply sent after ``seconds``. A client that leaves before the reply is complete is counted in
+  `FakeServer.abandoned`.
 
 Hostile replies (a 200 unless said otherwise), for hardening tests:
 
@@ -90,7 +93,7 @@ from .wire import FORMATS, Call, WireError, WireFormat, dumps, route, text_of
 
 __all__ = ["FAULT_KINDS", "FakeServer", "Fault", "RecordedRequest"]
 
-FAULT_KINDS = frozenset({"status", "html", "truncated_json", "timeout", "reset", "cut", "stream_error",
+FAULT_KINDS = frozenset({"status", "html", "truncated_json", "timeout", "reset", "cut", "stream_error", "slow",
                          # hostile replies, for hardening tests
                          "deep_json", "bad_numbers", "gzip_bomb", "long_line", "bad_utf8", "wrong_content_type",
                          "empty_stream", "echo_key"})
@@ -153,6 +156,7 @@ class _Request:
     body: bytes
     keep_alive: bool
     responded: bool = False
+    reader: asyncio.StreamReader | None = None
 
 
 def _default_reply(messages: list[dict[str, Any]]) -> str:
@@ -224,6 +228,7 @@ class FakeServer:
         self.base_url = ""
         self.requests: list[RecordedRequest] = []
         self.connections = 0  # accepted so far: shows whether clients reuse their connections
+        self.abandoned = 0  # slow replies whose client left before they were complete
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -435,7 +440,7 @@ class FakeServer:
             body = await reader.readexactly(length)
         connection = headers.get("connection", "").lower()
         keep = "keep-alive" in connection if version == "HTTP/1.0" else "close" not in connection
-        return _Request(method, path, query, version, headers, body, keep)
+        return _Request(method, path, query, version, headers, body, keep, reader=reader)
 
     async def _read_chunked(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
         parts: list[bytes] = []
@@ -494,8 +499,19 @@ class FakeServer:
             # Yield so each piece leaves in its own send() call, i.e. usually its own TCP segment.
             await asyncio.sleep(0)
 
+    async def _pace(self, request: _Request, seconds: float) -> bool:
+        """Sleep, watching the client; False (counted in `abandoned`) when it leaves first."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, 0.02))
+            if request.reader is not None and request.reader.at_eof():
+                self.abandoned += 1
+                return False
+        return True
+
     async def _send_stream(self, writer: asyncio.StreamWriter, request: _Request, content_type: str,
-                           extra: list[tuple[str, str]], events: list[bytes], *, finish: bool = True) -> bool:
+                           extra: list[tuple[str, str]], events: list[bytes], *, finish: bool = True,
+                           pace: float = 0.0) -> bool:
         # HTTP/1.0 clients cannot take chunked bodies: fall back to a close-delimited one.
         chunked = request.version != "HTTP/1.0"
         keep = request.keep_alive and chunked
@@ -504,7 +520,17 @@ class FakeServer:
             headers.append(("Transfer-Encoding", "chunked"))
         request.responded = True
         writer.write(_head(200, headers, keep))
-        await self._write_pieces(writer, b"".join(events), chunked)
+        if pace:
+            for event in events:
+                try:
+                    await self._write_pieces(writer, event, chunked)
+                except ConnectionError:
+                    self.abandoned += 1
+                    raise _Drop from None
+                if not await self._pace(request, pace):
+                    raise _Drop
+        else:
+            await self._write_pieces(writer, b"".join(events), chunked)
         if finish and chunked:
             writer.write(b"0\r\n\r\n")
         await writer.drain()
@@ -594,6 +620,7 @@ class FakeServer:
         if fault is not None and kind == "timeout":
             await asyncio.sleep(min(max(fault.seconds, 0.0), _MAX_STALL))
             raise _Drop
+        slow = min(max(fault.seconds, 0.0), _MAX_STALL) if fault is not None and kind == "slow" else 0.0
 
         try:
             body = json.loads(request.body)
@@ -619,6 +646,8 @@ class FakeServer:
         if fault is not None and kind == "stream_error" and not call.stream:
             return await self._send_json(writer, request, 500, wire.error_body(500, fault.message), extra)
         if kind == "truncated_json" or not call.stream:
+            if slow and not await self._pace(request, slow):
+                raise _Drop
             payload = dumps(wire.reply(call)).encode()
             if kind == "truncated_json":
                 # Cut on a character boundary so the client fails on JSON, not on UTF-8 decoding.
@@ -639,6 +668,8 @@ class FakeServer:
         events = wire.stream(call)
         if fault is None:
             return await self._send_stream(writer, request, content_type, extra, events)
+        if slow:
+            return await self._send_stream(writer, request, content_type, extra, events, pace=slow / len(events))
         sent = events[: min(max(fault.after_events, 0), len(events) - 1)]  # never the end marker
         if kind == "cut":
             return await self._send_stream(writer, request, content_type, extra, sent)
@@ -659,7 +690,7 @@ class FakeServer:
         """Vectors for the texts (`vector_for`), in the format's own shape; faults as for chat calls."""
         if request.method != "POST":
             return await self._send_json(writer, request, 405, fmt.error_body(405, "use POST"))
-        if self.api_key is not None and not self._key_ok(_credential(request)):
+        if self.api_key is not None and fmt.needs_key and not self._key_ok(_credential(request)):
             return await self._send_json(writer, request, 401, fmt.error_body(401, "invalid API key"))
         fault = self._next_fault()
         kind = fault.kind if fault else None

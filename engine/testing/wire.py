@@ -628,6 +628,7 @@ class OllamaChat(WireFormat):
     name = "ollama"
     path = re.compile(r"/api/chat$")
     stream_content_type = "application/x-ndjson"
+    needs_key = False  # Ollama's own API has no keys
 
     def wants_stream(self, body: dict[str, Any], match: re.Match[str]) -> bool:
         return body.get("stream", True) is not False
