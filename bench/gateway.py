@@ -46,7 +46,7 @@ from engine.testing import GatewayProcess
 from engine.testing.gateway import _die_with_parent  # its own session, and SIGTERM when we die: as the gateway's
 
 from . import clients, server
-from .run import CHILD_ENV, RESULTS, ROOT, Server, child_env, fmt, median, paired, pct
+from .run import CHILD_ENV, RESULTS, ROOT, Server, child_env, fmt, median, paired, pct, report_end
 
 pc = time.perf_counter_ns
 cpu = time.process_time_ns
@@ -696,13 +696,7 @@ def report(res: dict[str, Any], S: dict[str, Any], T: list[dict[str, str]], a: a
                   "for the others, not including the bench server behind them) per request, and in brackets the "
                   "share of one core it kept busy; the same for the client. On a 2-CPU machine the client, the "
                   "bench server and the server under test share the two cores."]
-    table("Targets", ["target", "this run", "result"], [[t["target"], t["figure"], t["status"]] for t in T])
-    lines += ["", "Reply checks: " + ("all passed" if not res["failures"] else
-                                      f"{len(res['failures'])} FAILED (see notes)")]
-    notes = res["failures"] + res["notes"]
-    if notes:
-        lines += ["", "Notes:"] + [f"- {n}" for n in notes]
-    return "\n".join(lines) + "\n"
+    return report_end(table, lines, T, res)
 
 
 # ---------------------------------------------------------------------------------------------- main

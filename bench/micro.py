@@ -70,6 +70,9 @@ def measure(n: int, words: int) -> dict[str, Any]:
         if not hasattr(provider, "render"):  # a Python backend: no templates to measure
             rows[name] = {"format": "backend"}
             continue
+        if registry.spec(name).request is None:  # embeddings only (voyage): no chat request to measure
+            rows[name] = {"format": "embeddings only"}
+            continue
         try:
             rows[name] = _provider_row(name, provider, wire_format(registry, name), n, words)
         except Exception as exc:  # one broken provider must not hide the others' figures

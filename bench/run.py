@@ -731,6 +731,12 @@ def report(res: dict[str, Any], S: dict[str, Any], T: list[dict[str, str]], a: a
               f"each, {a.hold_rounds} rounds)",
               ["client", "streams/s", "x httpx", "client CPU µs/stream", "peak RSS MB", "RSS after each round MB",
                "open at once", "errors"], rows)
+    return report_end(table, lines, T, res)
+
+
+def report_end(table: Callable[[str, list[str], list[list[Any]]], None], lines: list[str],
+               T: list[dict[str, str]], res: dict[str, Any]) -> str:
+    """The end every report shares: the targets table, the reply checks and the notes; the whole report's text."""
     table("Targets", ["target", "this run", "result"], [[t["target"], t["figure"], t["status"]] for t in T])
     lines += ["", "Reply checks: " + ("all passed" if not res["failures"] else
                                       f"{len(res['failures'])} FAILED (see notes)")]
