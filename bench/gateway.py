@@ -46,7 +46,7 @@ from engine.testing import GatewayProcess
 from engine.testing.gateway import _die_with_parent  # its own session, and SIGTERM when we die: as the gateway's
 
 from . import clients, server
-from .run import CHILD_ENV, RESULTS, ROOT, Server, child_env, fmt, median, paired, pct, report_end
+from .run import CHILD_ENV, RESULTS, ROOT, Server, child_env, fmt, median, paired, pct, report_end, save
 
 pc = time.perf_counter_ns
 cpu = time.process_time_ns
@@ -771,18 +771,7 @@ def main(argv: list[str] | None = None) -> int:
     S = summarize(res)
     T = targets(S, res, a)
     res["summary"], res["targets"] = S, T
-    res["checks_ok"] = not res["failures"]
-    text = report(res, S, T, a)
-    res["report"] = text
-    out_dir = Path(a.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / f"gateway-{dt.datetime.now():%Y%m%d-%H%M%S}{'-quick' if a.quick else ''}"
-    stem.with_suffix(".json").write_text(json.dumps(res, indent=1, default=str), encoding="utf-8")
-    stem.with_suffix(".md").write_text(text, encoding="utf-8")
-    print()
-    print(text)
-    print(f"results: {stem}.json and .md (processes' logs in {bench.workdir})")
-    return 0 if res["checks_ok"] else 1
+    return save(res, report(res, S, T, a), a, "gateway", f"processes' logs in {bench.workdir}")
 
 
 if __name__ == "__main__":

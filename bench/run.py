@@ -734,6 +734,22 @@ def report(res: dict[str, Any], S: dict[str, Any], T: list[dict[str, str]], a: a
     return report_end(table, lines, T, res)
 
 
+def save(res: dict[str, Any], text: str, a: argparse.Namespace, prefix: str, logs: str) -> int:
+    """Write a run's JSON and Markdown report to ``a.out_dir``, print the report; the exit code (1: a reply was
+    wrong)."""
+    res["checks_ok"] = not res["failures"]
+    res["report"] = text
+    out_dir = Path(a.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = out_dir / f"{prefix}-{dt.datetime.now():%Y%m%d-%H%M%S}{'-quick' if a.quick else ''}"
+    stem.with_suffix(".json").write_text(json.dumps(res, indent=1, default=str), encoding="utf-8")
+    stem.with_suffix(".md").write_text(text, encoding="utf-8")
+    print()
+    print(text)
+    print(f"results: {stem}.json and .md ({logs})")
+    return 0 if res["checks_ok"] else 1
+
+
 def report_end(table: Callable[[str, list[str], list[list[Any]]], None], lines: list[str],
                T: list[dict[str, str]], res: dict[str, Any]) -> str:
     """The end every report shares: the targets table, the reply checks and the notes; the whole report's text."""
@@ -812,15 +828,4 @@ def main(argv: list[str] | None = None) -> int:
     S = summarize(res, bench.clients)
     T = targets(S, res, a)
     res["summary"], res["targets"] = S, T
-    res["checks_ok"] = not res["failures"]
-    text = report(res, S, T, a)
-    res["report"] = text
-    out_dir = Path(a.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / f"bench-{dt.datetime.now():%Y%m%d-%H%M%S}{'-quick' if a.quick else ''}"
-    stem.with_suffix(".json").write_text(json.dumps(res, indent=1, default=str), encoding="utf-8")
-    stem.with_suffix(".md").write_text(text, encoding="utf-8")
-    print()
-    print(text)
-    print(f"results: {stem}.json and .md (workers' logs in {bench.workdir})")
-    return 0 if res["checks_ok"] else 1
+    return save(res, report(res, S, T, a), a, "bench", f"workers' logs in {bench.workdir}")
